@@ -4,7 +4,9 @@ processed, on a page that does not convert, and on a page that carries an error 
 
 `nbdev-proc-nbs` itself first tries to download and install Quarto (impossible offline); this script runs
 the same steps it runs after that: refresh the Quarto config, rebuild the module index for doc links, and
-`nbdev.serve.proc_nbs`."""
+`nbdev.serve.proc_nbs`. Processing executes each page's import, export and show_doc cells (as nbdev does), so a
+page whose imports fail is caught here. Cells' `execution` timing metadata (written by execnb as numbers, which
+nbformat's schema rejects) is dropped before conversion."""
 import json, os, sys, time
 from pathlib import Path
 
@@ -34,6 +36,7 @@ def main():
         page = cache/name
         try:
             nb = nbformat.read(page, as_version=4)
+        for c in nb.cells: c.metadata.pop("execution", None)  # execnb's timing record: a number where nbformat wants strings
             errs = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []) if o.get("output_type") == "error"]
             if errs: bad.append(f"{name}: the page shows an error output ({errs[0].get('ename')}: {errs[0].get('evalue')})"); continue
             body, _ = exporter.from_notebook_node(nb)
