@@ -33,7 +33,7 @@ train: install
 
 test: install
 	$(PY) tools/check_sync.py
-	$(BIN)/nbdev-test --timing
+	OMP_NUM_THREADS=1 $(BIN)/nbdev-test --n-workers 2 --timing
 	$(BIN)/pytest
 	$(PY) tools/docs_check.py
 
