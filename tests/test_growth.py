@@ -1,0 +1,176 @@
+"Tumour growth: the latent ODE's edge cases (irregular visits, one visit, before the first visit), the Gompertz closed form, and a papermill run of nbs/train_growth.ipynb on a tiny cohort."
+import json, math
+from pathlib import Path
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from vae_notebooks.mri.ode import (SubjectTrajectory, LatentODE, gompertz_log_volume, gompertz_volume, fit_latent_ode,
+                                   fit_subject_offsets, forecast, synthetic_latent_trajectories, pad_trajectories)
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(autouse=True)
+def _data_root(tmp_path, monkeypatch):
+    monkeypatch.setenv("VAE_NOTEBOOKS_DATA", str(tmp_path/"data"))
+    torch.set_num_threads(1)
+
+
+@pytest.fixture(scope="module")
+def fitted():
+    "A latent ODE fitted on simulated trajectories (irregular times, 2-6 visits per subject)."
+    torch.manual_seed(0)
+    trajs, truth = synthetic_latent_trajectories(n_subjects=12, latent_dim=3, seed=3)
+    ode, _ = fit_latent_ode(trajs[:10], hidden=8, epochs=2, steps_per_epoch=6, lr=3e-2, seed=0)
+    return ode, trajs, truth
+
+
+def test_gompertz_closed_form_solves_the_ode():
+    t = np.linspace(0, 4, 401)
+    V = gompertz_volume(t, 2.0, 40.0, 0.7)
+    dV = np.gradient(V, t)
+    np.testing.assert_allclose(dV[2:-2], (0.7 * V * np.log(40.0 / V))[2:-2], rtol=2e-3)
+    assert V[0] == pytest.approx(2.0) and gompertz_volume(100., 2.0, 40.0, 0.7) == pytest.approx(40.0)
+    # the synthetic cohort's generator uses the same law and argument order
+    from vae_notebooks.mri.synth import gompertz_volume as synth_gompertz
+    np.testing.assert_allclose(synth_gompertz(t, 2.0, 40.0, 0.7), V, rtol=1e-10)
+
+
+def test_solver_matches_closed_form_on_irregular_grids():
+    torch.manual_seed(1)
+    ode = LatentODE(latent_dim=3, hidden=8, n_subjects=2, time_scale=1.7, alpha_per_year=0.6, z_K=3.5, rtol=1e-6, atol=1e-7)
+    with torch.no_grad():
+        ode.func.subject_delta.weight.copy_(torch.tensor([[0.4, -0.3], [-0.2, 0.5]]))
+        ode.func.residual[-1].weight.normal_(0, 0.3)
+    z0 = torch.tensor([[0.5, 1.0, -1.0], [1.5, -0.5, 0.3]])
+    t0 = torch.tensor([0.0, 0.37])
+    times = torch.tensor([[0.05, 0.9, 3.3, 7.0], [0.0, 0.4, 0.41, 2.2]])   # irregular, one before its t0
+    sol = ode.solve(z0, times, t0, subject=torch.arange(2)).detach()
+    alpha, K = ode.gompertz_params(torch.arange(2))
+    closed = gompertz_log_volume(times, z0[:, :1], torch.log(K.detach())[:, None], alpha.detach()[:, None], t0[:, None])
+    torch.testing.assert_close(sol[..., 0], closed, atol=1e-4, rtol=1e-4)
+    # each subject is solved on its own times: solving one alone gives the same answer
+    alone = ode.solve(z0[1:], times[1:], t0[1:], subject=torch.tensor([1])).detach()
+    torch.testing.assert_close(alone, sol[1:], atol=1e-4, rtol=1e-4)
+
+
+def test_subjects_with_different_visit_counts(fitted):
+    ode, trajs, _ = fitted
+    counts = [t.n_visits for t in trajs]
+    assert len(set(counts)) > 1
+    b = pad_trajectories(trajs)
+    assert b["mask"].sum(1).tolist() == counts
+    # padded visits are masked out: the per-subject fit does not depend on padding values
+    with pytest.raises(ValueError, match="strictly increasing"):
+        SubjectTrajectory("bad", [0.0, 1.0, 0.5], torch.zeros(3, 3))
+
+
+def test_forecast_from_any_prefix(fitted):
+    ode, trajs, _ = fitted
+    s = max(trajs[10:], key=lambda t: t.n_visits)
+    for n in range(2, s.n_visits):
+        fc = forecast(ode, s.prefix(n), s.times[n:], n_samples=8)
+        assert fc.volume_ml.shape == (s.n_visits - n,) and fc.z.shape == (s.n_visits - n, 3)
+        assert (fc.volume_lo <= fc.volume_ml).all() and (fc.volume_ml <= fc.volume_hi).all()
+        assert fc.fallback is None
+
+
+def test_forecast_before_first_visit_is_refused(fitted):
+    ode, trajs, _ = fitted
+    s = trajs[0]
+    with pytest.raises(ValueError, match="before the first visit"):
+        forecast(ode, s, [float(s.times[0]) - 0.01])
+
+
+def test_one_visit_subject_uses_the_cohort_fallback(fitted):
+    ode, trajs, _ = fitted
+    s = trajs[0].prefix(1)
+    fc = forecast(ode, s, [float(s.times[0]) + 1.0], n_samples=64)
+    assert fc.fallback == "cohort" and fc.n_observed == 1
+    cohort_alpha = float(ode.gompertz_params()[0].detach())
+    assert fc.alpha_per_year == pytest.approx(cohort_alpha, rel=0.2)
+    assert fc.volume_hi > fc.volume_lo
+    with pytest.raises(ValueError, match="forecasting needs >= 2"):
+        forecast(ode, s, [1.0], min_visits=2)
+    with pytest.raises(ValueError, match="at least 2 visits"):
+        fit_subject_offsets(ode, s.times, s.mu[:, 0][None])
+
+
+def _write_tiny_cohort(root: Path, n_subjects=5, size=24, spacing=8.0, seed=0):
+    "A BraTS-layout longitudinal cohort of tiny NIfTI volumes with a growing spherical lesion and a ground_truth.csv."
+    import nibabel as nib
+    rng = np.random.default_rng(seed)
+    ax = (np.arange(size) - (size - 1) / 2) * spacing
+    X, Y, Z = np.meshgrid(ax, ax, ax, indexing="ij")
+    head = (X / 80) ** 2 + (Y / 90) ** 2 + (Z / 75) ** 2 <= 1
+    affine = np.diag([spacing, spacing, spacing, 1.0]); affine[:3, 3] = -(size - 1) / 2 * spacing
+    rows = []
+    for i in range(n_subjects):
+        n_visits = [3, 2, 4, 3, 3][i % 5]
+        alpha, K, v0 = rng.uniform(0.4, 0.9), rng.uniform(60, 120), rng.uniform(5, 20)
+        c = rng.uniform(-25, 25, 3)
+        times = np.r_[0.0, np.cumsum(rng.uniform(0.4, 1.2, n_visits - 1))]
+        for k, t in enumerate(times):
+            V = gompertz_volume(t, v0, K, alpha)
+            r = (3 * V * 1000 / (4 * math.pi)) ** (1 / 3)
+            lesion = ((X - c[0]) ** 2 + (Y - c[1]) ** 2 + (Z - c[2]) ** 2 <= r ** 2) & head
+            folder = f"TIN{i:03d}-{k:02d}"; (root/folder).mkdir(parents=True)
+            for ch, (h, l) in enumerate([(300, 500), (280, 60), (200, 250), (150, 120)]):
+                img = head * h + lesion * l + rng.normal(0, 5, head.shape) * head
+                nib.save(nib.Nifti1Image(img.astype(np.float32), affine), root/folder/f"{folder}-{['t1c', 't1n', 't2f', 't2w'][ch]}.nii.gz")
+            nib.save(nib.Nifti1Image((lesion * 3).astype(np.uint8), affine), root/folder/f"{folder}-seg.nii.gz")
+            cen = np.argwhere(lesion).mean(0) * spacing + affine[:3, 3]
+            rows.append(dict(folder=folder, subject=f"TIN{i:03d}", timepoint=k, time_years=t,
+                             lesion_volume_ml=lesion.sum() * spacing ** 3 / 1000, centroid_x=cen[0], centroid_y=cen[1],
+                             centroid_z=cen[2], gompertz_alpha=alpha, gompertz_K_ml=K, gompertz_V0_ml=v0))
+    pd.DataFrame(rows).to_csv(root/"ground_truth.csv", index=False)
+    return root
+
+
+TINY = dict(n_subjects=5, img_size=16, val_frac=0.4, vae_epochs=1, vae_bs=4, ode_epochs=1, ode_steps_per_epoch=3,
+            ode_hidden=8, n_samples=8, num_threads=1)
+
+
+def test_train_growth_rejects_unknown_keys(tmp_path):
+    from vae_notebooks.mri.growth import train_growth
+    with pytest.raises(ValueError, match="unknown key 'n_subject'"):
+        train_growth(n_subject=3, out_dir=str(tmp_path/"run"))
+    assert not (tmp_path/"run").exists()
+
+
+def test_papermill_train_growth(tmp_path):
+    papermill = pytest.importorskip("papermill")
+    cohort = _write_tiny_cohort(tmp_path/"cohort")
+    out_dir = tmp_path/"run"
+    params = dict(TINY, data_dir=str(cohort), out_dir=str(out_dir))
+    papermill.execute_notebook(str(ROOT/"nbs"/"train_growth.ipynb"), str(tmp_path/"out.ipynb"), parameters=params,
+                               kernel_name="python3", cwd=str(ROOT/"nbs"), progress_bar=False)
+    comp = pd.read_csv(out_dir/"comparison.csv", index_col=0)
+    assert list(comp.index) == ["latent_ode", "gompertz_volumes", "linear_log_volume", "no_growth", "readout_of_last_scan"]
+    assert comp.rel_error_mean.notna().all() and (comp.n_subjects >= 1).all()
+    assert np.isnan(comp.loc["gompertz_volumes", "latent_mse"]) and comp.loc["latent_ode", "latent_mse"] >= 0
+    rates = pd.read_csv(out_dir/"growth_rates.csv")
+    assert rates.alpha_true.notna().all() and (rates.alpha_ode > 0).all()
+    for f in ("config.json", "metrics.csv", "model.safetensors", "model.json", "ode/model.json", "summary.json",
+              "figures/trajectories.png", "figures/growth_rates.png"):
+        assert (out_dir/f).exists(), f
+    assert json.loads((out_dir/"config.json").read_text())["params"]["data_dir"] == str(cohort)
+    # the saved models reload without pickle
+    from vae_notebooks.learner import load_model
+    ode = load_model(out_dir/"ode")
+    assert isinstance(ode, LatentODE) and float(ode.obs_noise) > 0
+    vae = load_model(out_dir)
+    mu, logvar = vae.encode(torch.zeros(1, 4, 16, 16, 16))
+    assert mu.shape == (1, 12)
+
+
+def test_ensemble_forecast_spreads_samples(fitted):
+    ode, trajs, _ = fitted
+    other, _ = fit_latent_ode(trajs[:10], hidden=8, epochs=1, steps_per_epoch=3, lr=3e-2, seed=1)
+    s = trajs[11]
+    fc = forecast(ode, s, [float(s.times[-1]) + 0.5], n_samples=10, ensemble=[other])
+    assert fc.z_samples.shape[0] == 10 and torch.isfinite(fc.volume_ml).all()
+    with pytest.raises(TypeError, match="LatentODE"):
+        forecast(ode, s, [float(s.times[-1]) + 0.5], ensemble=["not a model"])

@@ -1,0 +1,105 @@
+"The MRI training notebook run end to end through papermill (exp1 baseline, exp2 + SBD), and `train_mri` itself."
+import json, math
+from pathlib import Path
+import numpy as np, pandas as pd, pytest, torch
+
+ROOT = Path(__file__).resolve().parents[1]
+NB = ROOT/"nbs"/"train_mri.ipynb"
+CHANNELS = ("t1c", "t1n", "t2f", "t2w")
+TINY = dict(img_size=16, z_dim=4, base_channels=4, epochs=2, batch_size=2, val_frac=0.34, n_eval=2, num_threads=1)
+
+def write_cohort(root:Path, n_subjects=3, n_timepoints=2, size=20, seed=0):
+    "A tiny BraTS-layout cohort of NIfTI files (an ellipsoidal 'head' with a bright blob), so no download or synthesis."
+    import nibabel as nib
+    rng = np.random.default_rng(seed)
+    g = np.stack(np.meshgrid(*[np.linspace(-1, 1, size)]*3, indexing="ij"))
+    for s in range(n_subjects):
+        for t in range(n_timepoints):
+            name = f"TST{s:03d}-{t:02d}"; d = root/name; d.mkdir(parents=True)
+            head = ((g**2).sum(0) < 0.7).astype(np.float32)
+            c = rng.uniform(-0.3, 0.3, 3)
+            blob = np.exp(-((g - c[:, None, None, None])**2).sum(0) / 0.05)
+            for k, ch in enumerate(CHANNELS):
+                v = head * (100 + 20*k) + 80*blob*head + rng.normal(0, 3, head.shape)
+                nib.save(nib.Nifti1Image(v.astype(np.float32), np.diag([10., 10., 10., 1.])), str(d/f"{name}-{ch}.nii.gz"))
+    return root
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("mri")
+    mp = pytest.MonkeyPatch()
+    mp.setenv("VAE_NOTEBOOKS_DATA", str(tmp/"data")); mp.setenv("OMP_NUM_THREADS", "1"); mp.setenv("MPLBACKEND", "Agg")
+    yield tmp, write_cohort(tmp/"cohort")
+    mp.undo()
+
+def run_notebook(tmp, cohort, name, **params):
+    import papermill
+    out_dir = tmp/name
+    papermill.execute_notebook(str(NB), str(tmp/f"{name}.ipynb"), kernel_name="python3", cwd=str(tmp),
+                               parameters=dict(TINY, data_dir=str(cohort), out_dir=str(out_dir), **params))
+    return out_dir
+
+def check_run(run:Path, epochs:int):
+    for f in ("config.json", "metrics.csv", "model.safetensors", "model.json", "evaluation.csv", "collapse.csv", "summary.json"):
+        assert (run/f).is_file(), f
+    for f in ("learning_curves", "reconstructions", "kl_per_dim", "active_units"):
+        assert (run/"figures"/f"{f}.png").stat().st_size > 1000, f
+    m = pd.read_csv(run/"metrics.csv")
+    assert list(m.epoch) == list(range(epochs))
+    for col in ("train_loss", "valid_loss", "train_recon", "valid_recon", "train_kl_raw", "valid_kl_raw", "train_kl",
+                "train_beta", "au_count", "au_frac", "mu_var_mean", "recon_mean_mse", "recon_z0_mse", "recon_gap"):
+        assert col in m.columns, col
+        assert np.isfinite(m[col]).all(), col
+    summary = json.loads((run/"summary.json").read_text())
+    assert summary["verdict"] in ("healthy", "collapsed")
+    ev = pd.read_csv(run/"evaluation.csv")
+    assert list(ev.channel) == list(CHANNELS) and ev.psnr_mean.between(0, 100).all() and ev.ssim_mean.between(-1, 1).all()
+    return m, summary, ev
+
+def check_reload(run:Path, cohort:Path, cls_name:str):
+    "The saved model reloads from JSON + safetensors and reproduces the run's own evaluation."
+    from vae_notebooks.learner import load_model
+    from vae_notebooks.mri.data import build_cache, MRIVolumeDataset
+    from vae_notebooks.mri.train import reconstruct, evaluate_reconstructions
+    model = load_model(run)
+    assert type(model).__name__ == cls_name
+    cache = build_cache(cohort, img_size=TINY["img_size"], val_frac=TINY["val_frac"], seed=0)
+    valid = MRIVolumeDataset(cache, "valid")
+    xs = torch.stack([valid[i][0] for i in range(TINY["n_eval"])])
+    ev = evaluate_reconstructions(xs, reconstruct(model, xs))
+    np.testing.assert_allclose(ev.psnr_mean, pd.read_csv(run/"evaluation.csv").psnr_mean, rtol=1e-4)
+
+def test_exp1_baseline(env):
+    tmp, cohort = env
+    run = run_notebook(tmp, cohort, "exp1", experiment="exp1")
+    m, summary, _ = check_run(run, TINY["epochs"])
+    cfg = json.loads((run/"config.json").read_text())["params"]
+    assert cfg["experiment"] == "exp1" and cfg["free_bits_resolved"] == 0.1 and cfg["use_sbd"] is False
+    assert m.train_beta.iloc[0] < 1.0  # cyclical annealing: beta starts below beta_max
+    check_reload(run, cohort, "BaselineVAE")
+    # resume: one more epoch continues from the checkpoint and keeps the earlier rows
+    from vae_notebooks.mri.train import train_mri
+    res = train_mri(dict(cfg_keys(cfg), epochs=3, resume=True))
+    assert res["start_epoch"] == 2
+    m3 = pd.read_csv(run/"metrics.csv")
+    assert list(m3.epoch) == [0, 1, 2]
+    pd.testing.assert_frame_equal(m3.iloc[:2].drop(columns="time"), m.drop(columns="time"))
+
+def cfg_keys(params):
+    from vae_notebooks.mri.train import DEFAULTS
+    return {k: params[k] for k in DEFAULTS}
+
+def test_exp2_sbd(env):
+    tmp, cohort = env
+    run = run_notebook(tmp, cohort, "exp2_sbd", experiment="exp2", use_sbd=True, lambda_start_epoch=1.0, lambda_cov_annealing_epochs=1.0)
+    m, summary, _ = check_run(run, TINY["epochs"])
+    assert summary["model"] == "VAESBD" and summary["free_bits"] == 0.2
+    assert "train_cov_penalty" in m and "valid_cov_penalty" in m
+    assert m.train_cov_penalty.iloc[0] == 0 and m.train_cov_penalty.iloc[1] > 0  # DIP penalty off for the first epoch
+    check_reload(run, cohort, "VAESBD")
+
+def test_bad_config_names_the_key():
+    from vae_notebooks.mri.train import train_mri
+    with pytest.raises(ValueError, match="'epoch'"): train_mri(epoch=3)
+    with pytest.raises(TypeError, match="img_size"): train_mri(img_size="32")
+    with pytest.raises(ValueError, match="exp9"): train_mri(experiment="exp9")
