@@ -36,7 +36,7 @@ def main():
         page = cache/name
         try:
             nb = nbformat.read(page, as_version=4)
-        for c in nb.cells: c.metadata.pop("execution", None)  # execnb's timing record: a number where nbformat wants strings
+            for c in nb.cells: c.metadata.pop("execution", None)  # execnb's timing record: a number where nbformat wants strings
             errs = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []) if o.get("output_type") == "error"]
             if errs: bad.append(f"{name}: the page shows an error output ({errs[0].get('ename')}: {errs[0].get('evalue')})"); continue
             body, _ = exporter.from_notebook_node(nb)
