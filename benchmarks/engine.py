@@ -3,7 +3,7 @@
 
     python benchmarks/engine.py                      # CPU, batch 256
     python benchmarks/engine.py --device cuda        # GPU, when there is one
-    python benchmarks/engine.py --epochs 3 --repeats 5 --threads 2
+    python benchmarks/engine.py --epochs 3 --repeats 5 --threads 2   # default: 1 thread
 
 Both arms do the same work per epoch: a shuffled pass over the training set with an Adam step per batch of
 256, then a pass over the validation set computing the loss. Arm (a) additionally runs every engine
@@ -101,7 +101,7 @@ def main():
     p.add_argument("--n-valid", type=int, default=2048)
     p.add_argument("--epochs", type=int, default=2)
     p.add_argument("--repeats", type=int, default=3)
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    p.add_argument("--threads", type=int, default=1, help="torch CPU threads (0: torch's default); 1 keeps a shared machine's timings stable")
     p.add_argument("--out", default=None, help="JSON results path (default benchmarks/results/engine_<device>.json)")
     a = p.parse_args()
     if a.threads: torch.set_num_threads(a.threads)

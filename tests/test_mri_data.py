@@ -237,6 +237,9 @@ def test_splits_by_subject_and_dataset(tmp_path):
     assert (other.split != subj.split).any()  # the seed moves the split
     tr, va = MRIVolumeDataset(c, "train"), MRIVolumeDataset(c, "valid")
     assert len(tr) + len(va) == len(c) and len(MRIVolumeDataset(c, "all")) == len(c)
+    assert va.table.folder.tolist() == va.folders and set(va.table.split) == {"valid"}
+    rec = c.record(va.folders[0])
+    assert np.array(rec["affine"]).shape == (4, 4) and abs(rec["affine"][0][0] - 3.0) < 1e-9 and len(rec["mean"]) == 4
     x, y = tr[0]
     assert x.shape == (4, 16, 16, 16) and x.dtype == torch.float32 and torch.equal(x, y)
     x, y, s = MRIVolumeDataset(c, "valid", with_seg=True)[0]
@@ -283,6 +286,10 @@ def test_synthetic_cohort_deterministic_and_cached(tmp_path):
     cache = build_cache(a, img_size=16)
     assert cache.subjects.subject.unique().tolist() == ["SYN000"] and cache.subjects.split.nunique() == 1
     np.testing.assert_allclose(cache.subjects.seg_core_ml, gt_a.lesion_volume_ml, atol=1e-6)
+    for _, r in cache.subjects.iterrows():  # centroid in the cube + the cube's centre = the scanner centroid
+        centre = np.array(cache.record(r.folder)["affine"]) @ np.r_[[7.5] * 3, 1]
+        np.testing.assert_allclose(centre[:3] + r[["seg_centroid_x", "seg_centroid_y", "seg_centroid_z"]].astype(float),
+                                   r[["centroid_x", "centroid_y", "centroid_z"]].astype(float), atol=1e-3)
 
 
 def test_fov_crop_is_reported(tmp_path):
@@ -335,3 +342,11 @@ def test_cohort_write_is_atomic(tmp_path, monkeypatch):
     assert list((tmp_path / "data_root" / "mri_synthetic").iterdir()) == []
     (tmp_path / "notacohort").mkdir(); (tmp_path / "notacohort" / "x.txt").write_text("mine")
     with pytest.raises(FileExistsError, match="not a synthetic cohort"): synthetic_cohort(tmp_path / "notacohort")
+
+
+@pytest.mark.parametrize("keep", [0, 200, 0.5])
+def test_truncated_uncompressed_nii(tmp_path, keep):
+    d = write_folder(tmp_path / "raw", "CUT-00", ext=".nii")
+    p = d / "CUT-00-t2w.nii"; raw = p.read_bytes()
+    p.write_bytes(raw[: int(keep * len(raw)) if isinstance(keep, float) else keep])
+    with pytest.raises(MRIDataError, match=r"subject CUT-00: cannot read the file.*CUT-00-t2w\.nii"): read_subject(d)

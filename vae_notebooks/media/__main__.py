@@ -7,7 +7,7 @@ Docs: https://vae-notebooks.github.io/vae_notebooks/media.__main__.html.md"""
 # %% auto #0
 __all__ = []
 
-# %% ../../nbs/45a_media.__main__.ipynb #5430550e
+# %% ../../nbs/45a_media.__main__.ipynb #e4570264
 import builtins
 from .cli import main
 
