@@ -24,6 +24,7 @@ MODELS = {
     "cvae_joint": lambda: CVAE(joint_generation=True),
     "transformer_p4": lambda: TransformerCVAE(patch_size=4),   # the default: 50 waveform tokens
     "transformer_p1": lambda: TransformerCVAE(patch_size=1),   # one token per sample (200 tokens), like the reported model
+    "transformer_fast": lambda: TransformerCVAE(patch_size=8, dim_feedforward=256),   # 25 tokens, lean FFN (~0.27M params)
 }
 
 

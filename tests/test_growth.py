@@ -174,3 +174,23 @@ def test_ensemble_forecast_spreads_samples(fitted):
     assert fc.z_samples.shape[0] == 10 and torch.isfinite(fc.volume_ml).all()
     with pytest.raises(TypeError, match="LatentODE"):
         forecast(ode, s, [float(s.times[-1]) + 0.5], ensemble=["not a model"])
+
+
+def test_exp3_dataset_partial_labels(tmp_path):
+    from vae_notebooks.mri.data import build_cache
+    from vae_notebooks.mri.exp3 import Exp3Dataset, LatentPartition
+    cohort = _write_tiny_cohort(tmp_path/"cohort", n_subjects=4)
+    cache = build_cache(cohort, img_size=16, val_frac=0.25, seed=0)
+    part = LatentPartition(z_dim=10, n_shape=2)
+    ds = Exp3Dataset(cache, part, "all", labelled_frac=0.5, seed=0)
+    labelled = cache.subjects.subject[ds.mask[:, 0].numpy() == 1].unique()
+    assert len(labelled) == 2                      # half of the subjects, with all their visits
+    assert (ds.mask[:, 0] == ds.mask[:, 1]).all()
+    x, y, vol, loc, mask = ds[0]
+    assert x.shape == (4, 16, 16, 16) and vol.shape == (1,) and loc.shape == (3,) and mask.shape == (2,)
+    assert torch.isfinite(ds.vol).all() and torch.isfinite(ds.loc).all()
+    full = Exp3Dataset(cache, part, "all")
+    gt = cache.subjects.lesion_volume_ml.to_numpy(float)
+    np.testing.assert_allclose(part.log_volume(torch.cat([full.vol, torch.zeros(len(full), 9)], 1)).numpy(), np.log(gt), rtol=1e-5)
+    with pytest.raises(ValueError, match="labelled_frac"):
+        Exp3Dataset(cache, part, "train", labelled_frac=1.5)

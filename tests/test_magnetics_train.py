@@ -48,3 +48,20 @@ def test_papermill_run_of_train_magnetics(tmp_path, monkeypatch):
     cfg = json.loads((out_dir/"config.json").read_text())
     assert cfg["params"]["n_train"] == 4
     assert not (tmp_path/"data").exists() or any((tmp_path/"data").rglob("events.csv"))
+
+
+def test_unlabelled_csv_folder(tmp_path, monkeypatch):
+    "Real-data path: a folder of CSV shots without labels runs end to end (the metrics that need labels are NaN)."
+    import numpy as np, torch
+    from vae_notebooks.magnetics.data import simulate_shots, write_shot
+    from vae_notebooks.magnetics.train import train_magnetics
+    torch.set_num_threads(1)
+    d = tmp_path/"shots"
+    for split, seed, n in (("train", 1, 3), ("calib", 2, 1), ("test", 3, 2)):
+        for s in simulate_shots(n, seed=seed, n_steps=600, prefix=f"{split}_"): write_shot(s, d/f"{s.name}.csv")
+    res = train_magnetics(data_dir=str(d), out_dir=str(tmp_path/"run"), models=["conv"], baselines=["zscore"], epochs=1, patience=None)
+    assert res["n_train"] == 3 and res["n_test"] == 2
+    assert np.isnan(res["evaluation"][0]["roc_auc"]) and res["per_kind"] == []
+    with pytest.raises(ValueError, match="no test shots"):
+        for f in d.glob("test_*"): f.unlink()
+        train_magnetics(data_dir=str(d), out_dir=str(tmp_path/"run2"), models=["conv"], baselines=[], epochs=1)
