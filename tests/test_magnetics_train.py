@@ -62,6 +62,12 @@ def test_unlabelled_csv_folder(tmp_path, monkeypatch):
     res = train_magnetics(data_dir=str(d), out_dir=str(tmp_path/"run"), models=["conv"], baselines=["zscore"], epochs=1, patience=None)
     assert res["n_train"] == 3 and res["n_test"] == 2
     assert np.isnan(res["evaluation"][0]["roc_auc"]) and res["per_kind"] == []
-    with pytest.raises(ValueError, match="no test shots"):
-        for f in d.glob("test_*"): f.unlink()
-        train_magnetics(data_dir=str(d), out_dir=str(tmp_path/"run2"), models=["conv"], baselines=[], epochs=1)
+    for f in d.glob("calib_*"): f.unlink()  # calibration shots are optional for the percentile threshold...
+    res = train_magnetics(data_dir=str(d), out_dir=str(tmp_path/"run2"), models=["conv"], baselines=[], epochs=1, patience=None,
+                          threshold="percentile")
+    assert res["n_calib"] == 0
+    with pytest.raises(ValueError, match="needs calibration shots"):  # ...but not for the conformal one
+        train_magnetics(data_dir=str(d), out_dir=str(tmp_path/"run3"), models=["conv"], baselines=[], epochs=1, patience=None)
+    for f in d.glob("test_*"): f.unlink()
+    with pytest.raises(ValueError, match=r"no shot files .* matching 'test_\*'"):
+        train_magnetics(data_dir=str(d), out_dir=str(tmp_path/"run4"), models=["conv"], baselines=[], epochs=1)
