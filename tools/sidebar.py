@@ -8,12 +8,12 @@ from pathlib import Path
 GROUPS = [  # (section title, predicate on the notebook's stem)
     ("Maths", lambda n, s: n is not None and n < 3),
     ("Engine", lambda n, s: n is not None and 3 <= n < 20),
-    ("MRI", lambda n, s: n is not None and 20 <= n < 30 and not re.search(r"exp3|ode|growth", s)),
-    ("Growth", lambda n, s: n is not None and 20 <= n < 30 and re.search(r"exp3|ode|growth", s)),
+    ("MRI", lambda n, s: n is not None and 20 <= n < 30 and not re.search(r"\.(exp3|ode|growth)$", s)),
+    ("Growth", lambda n, s: n is not None and 20 <= n < 30 and re.search(r"\.(exp3|ode|growth)$", s)),
     ("ABR", lambda n, s: n is not None and 30 <= n < 40),
     ("Media", lambda n, s: n is not None and 40 <= n < 50),
     ("Magnetics", lambda n, s: n is not None and 50 <= n < 60),
-    ("Guides", lambda n, s: n is not None and n >= 60),
+    ("Lab and guides", lambda n, s: n is not None and n >= 60),
     ("Training notebooks", lambda n, s: s.startswith("train_")),
 ]
 
