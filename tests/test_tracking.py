@@ -39,3 +39,15 @@ def test_wandb_offline(tmp_path, monkeypatch):
     monkeypatch.delenv("WANDB_MODE", raising=False)
     _fit(tracking_callbacks(tmp_path, wandb=True), epochs=2)
     assert list((tmp_path/"wandb").rglob("offline-run-*")), "no offline W&B run written"
+
+def test_cli_track_flag_writes_tensorboard_events(tmp_path):
+    "`python -m vae_notebooks.train media --track tensorboard` logs beside metrics.csv through vae_learner."
+    pytest.importorskip("tensorboard")
+    import os, subprocess, sys
+    out = tmp_path/"run"
+    env = dict(os.environ, VAE_NOTEBOOKS_DATA=str(tmp_path/"data"), OMP_NUM_THREADS="1")
+    r = subprocess.run([sys.executable, "-m", "vae_notebooks.train", "media", "-f", "configs/media_tiny.yaml", "--set", "epochs=2",
+                        "--set", f"out_dir={out}", "--track", "tensorboard"], cwd=Path(__file__).resolve().parent.parent,
+                       capture_output=True, text=True, env=env, timeout=600)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert list((out/"tensorboard").glob("events.out.tfevents.*")), sorted(p.name for p in out.iterdir())

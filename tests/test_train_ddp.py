@@ -34,3 +34,18 @@ def test_torchrun_two_ranks_write_one_run(tmp_path):
     assert summary["world_size"] == 2 and summary["steps_per_rank"] == 2
     # the epoch lines are printed once (rank 0), not once per rank
     assert r.stdout.count("epoch 1:") == 1, r.stdout[-2000:]
+
+def test_torchrun_family_without_ddp_trains_once(tmp_path):
+    "A family that does not train with DDP yet runs on rank 0 alone under torchrun: one run folder, written once."
+    out = tmp_path/"runs"/"media"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MPLBACKEND": "Agg", "VAE_NOTEBOOKS_DATA": str(tmp_path/"data")}
+    root = Path(__file__).resolve().parents[1]
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+           "-m", "vae_notebooks.train", "media", "-f", str(root/"configs"/"media_tiny.yaml"), "--set", "epochs=1", "--set", f"out_dir={out}"]
+    r = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    assert r.stderr.count("does not train with DDP yet") == 1
+    assert list((tmp_path/"runs").iterdir()) == [out]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["data", "runs"]
+    assert json.loads((out/"config.json").read_text())["world_size"] == 1
+    assert len(pd.read_csv(out/"metrics.csv")) == 1 and (out/"model.safetensors").is_file()
