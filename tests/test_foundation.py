@@ -65,7 +65,7 @@ def test_losses_edge_cases():
     assert cyclical_beta(0.5, 1, n_cycles=1) == 1.0 and cyclical_beta(2.0, 1) == 1.0  # n_cycles=1, beyond the end
     assert linear_warmup(10, 5, delay=2) == 1.0
 
-def test_kl_matches_monte_carlo_under_bf16_autocast_dip():
+def test_dip_penalty_stays_float32_under_bf16_autocast():
     from vae_notebooks.losses import dip_vae_penalty
     mu, lv = torch.randn(64, 8), torch.randn(64, 8)*0.1
     ref = dip_vae_penalty(mu, lv, 10, 5)

@@ -27,7 +27,7 @@ def main():
     cache = proc_nbs(cfg.nbs_path, n_workers=2)
     sources = sorted(p.name for p in cfg.nbs_path.glob("*.ipynb") if not p.name.startswith(("_", ".")))
     missing = [n for n in sources if not (cache/n).exists()]
-    if missing: return sys.exit(f"docs check: nbdev processing produced no page for {missing}")
+    if missing: sys.exit(f"docs check: nbdev processing produced no page for {missing}")
 
     out_dir = root/"_docs"; out_dir.mkdir(exist_ok=True)
     exporter = HTMLExporter()
@@ -42,7 +42,7 @@ def main():
             body, _ = exporter.from_notebook_node(nb)
             (out_dir/(Path(name).stem + ".html")).write_text(body)
         except Exception as e: bad.append(f"{name}: {type(e).__name__}: {e}")
-    if bad: return sys.exit("docs check failed:\n  " + "\n  ".join(bad))
+    if bad: sys.exit("docs check failed:\n  " + "\n  ".join(bad))
     print(f"docs check: {len(sources)} notebooks processed and converted to HTML in _docs/ ({time.time()-t0:.0f}s)")
 
 
