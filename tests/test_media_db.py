@@ -1,5 +1,5 @@
 "Media database: default location, idempotent ingestion, malformed FASTA, hostile ids, crash safety, units, migrations."
-import json, os, sqlite3, subprocess, sys
+import gzip, json, os, re, sqlite3, subprocess, sys
 from pathlib import Path
 import numpy as np
 import pandas as pd
@@ -7,7 +7,7 @@ import pytest
 import vae_notebooks.media.db as mdb
 from vae_notebooks.media.db import (MediaDB, default_db_path, store_genome_metadata, store_genome_growth_observation, store_medium,
                                     store_genome_embedding, load_genome_embeddings, import_media_recipes, media_matrix, to_g_per_l,
-                                    schema_version, SCHEMA_VERSION, parse_fasta)
+                                    schema_version, SCHEMA_VERSION, parse_fasta, import_growth_table)
 
 FASTA = ">chr1 test\nACGTACGTGGCC\nNNACGT\n>plasmid\nGGGCCCAT\n"
 
@@ -16,7 +16,9 @@ def db(tmp_path, monkeypatch):
     monkeypatch.setenv("VAE_NOTEBOOKS_DATA", str(tmp_path/"data"))
     with MediaDB() as d: yield d
 
-def _files(root): return sorted(p.relative_to(root).as_posix() for p in Path(root).rglob("*.fasta"))
+def _files(root):
+    "FASTA files under root, with the content hash in the name replaced by <sha>."
+    return sorted(re.sub(r"\.[0-9a-f]{16}\.fasta$", ".<sha>.fasta", p.relative_to(root).as_posix()) for p in Path(root).rglob("*.fasta"))
 
 def test_default_location_is_under_data_root_not_cwd(tmp_path, monkeypatch):
     monkeypatch.setenv("VAE_NOTEBOOKS_DATA", str(tmp_path/"data")); monkeypatch.chdir(tmp_path)
@@ -26,18 +28,18 @@ def test_default_location_is_under_data_root_not_cwd(tmp_path, monkeypatch):
 
 def test_ingestion_is_idempotent(db):
     r1 = store_genome_metadata("g1", "bacteria", FASTA, name="one", db=db)
-    f = db.root/"genomes"/"bacteria"/"g1.fasta"
+    f = db.root/r1["fasta_path"]
     before = (f.read_bytes(), f.stat().st_mtime_ns)
     rewrapped = ">chr1\nACGTAC\nGTGGCCNNACGT\n>plasmid\ngggcccat\n"   # same records, other wrapping and case
     r2 = store_genome_metadata("g1", "bacteria", rewrapped, name="one", db=db)
     assert (r1["status"], r2["status"]) == ("inserted", "unchanged")
     assert r1["sha256"] == r2["sha256"] and r1["length"] == 26 and r1["n_count"] == 2 and r1["n_records"] == 2
     assert (f.read_bytes(), f.stat().st_mtime_ns) == before
-    assert db.count("genomes") == 1 and _files(db.root) == ["genomes/bacteria/g1.fasta"]
-    with pytest.raises(ValueError, match="replace=True"): store_genome_metadata("g1", "bacteria", ">c\nAAAA\n", db=db)
+    assert db.count("genomes") == 1 and _files(db.root) == ["genomes/bacteria/g1.<sha>.fasta"]
+    with pytest.raises(ValueError, match="replace=True"): store_genome_metadata("g1", "bacteria", ">c\nAAAAAAAAAA\n", db=db)
     store_genome_embedding("g1", "kmer4", np.ones(4), db=db)
-    assert store_genome_metadata("g1", "archaea", ">c\nAAAA\n", replace=True, db=db)["status"] == "replaced"
-    assert _files(db.root) == ["genomes/archaea/g1.fasta"] and db.count("genome_embeddings") == 0  # stale embedding dropped
+    assert store_genome_metadata("g1", "archaea", ">c\nAAAAAAAAAA\n", replace=True, db=db)["status"] == "replaced"
+    assert _files(db.root) == ["genomes/archaea/g1.<sha>.fasta"] and db.count("genome_embeddings") == 0  # stale embedding dropped
 
 @pytest.mark.parametrize("text,msg", [("ACGT\n>a\nAC\n", "before the first '>'"), (">a\nACGQT\n", "invalid nucleotide characters ['Q']"),
                                       (">a\n>b\nAC\n", "record 'a'"), ("", "no FASTA records"), (">\nACGT\n", "empty FASTA header")])
@@ -55,7 +57,7 @@ def test_hostile_ids_are_refused(db, gid):
     with pytest.raises(ValueError, match="invalid"): store_genome_growth_observation(gid, "m1", True, db=db)
     tables = {r[0] for r in db.con.execute("SELECT name FROM sqlite_master WHERE type='table'")}
     assert "genomes" in tables and db.count("genomes") == 1
-    assert _files(db.root) == ["genomes/bacteria/good.fasta"]
+    assert _files(db.root) == ["genomes/bacteria/good.<sha>.fasta"]
     assert not [p for p in db.root.parent.rglob("*") if p.name in ("passwd", "b")]
 
 def test_sql_metacharacters_in_values_are_data_not_sql(db):
@@ -73,13 +75,13 @@ def test_crash_after_fasta_write_leaves_nothing(db, monkeypatch):
 
 def test_crash_while_replacing_keeps_the_old_genome(db, monkeypatch):
     store_genome_metadata("g1", "archaea", FASTA, db=db)
-    old = (db.root/"genomes/archaea/g1.fasta").read_text(); old_sha = db.query("SELECT sha256 FROM genomes").sha256[0]
+    old = next((db.root/"genomes/archaea").glob("g1.*.fasta")).read_text(); old_sha = db.query("SELECT sha256 FROM genomes").sha256[0]
     orig = mdb._write_fasta
     def crash(path, text): orig(path, text); raise KeyboardInterrupt
     monkeypatch.setattr(mdb, "_write_fasta", crash)
-    with pytest.raises(KeyboardInterrupt): store_genome_metadata("g1", "archaea", ">c\nTTTT\n", replace=True, db=db)
+    with pytest.raises(KeyboardInterrupt): store_genome_metadata("g1", "archaea", ">c\nTTTTTTTTTT\n", replace=True, db=db)
     monkeypatch.setattr(mdb, "_write_fasta", orig)
-    assert (db.root/"genomes/archaea/g1.fasta").read_text() == old
+    assert [p.read_text() for p in (db.root/"genomes/archaea").glob("g1.*.fasta")] == [old]
     assert db.query("SELECT sha256 FROM genomes").sha256.tolist() == [old_sha]
 
 def test_crash_inside_the_transaction_before_the_file(db, monkeypatch):
@@ -143,3 +145,59 @@ def test_db_module_init_command(tmp_path):
     assert r.returncode == 0, r.stderr
     assert (tmp_path/"data"/"media"/"media.db").exists() and f"schema version {SCHEMA_VERSION}" in r.stdout
     assert not list(tmp_path.glob("*.db"))
+
+# ---- hostile inputs of issue 17: each was measured wrong in the first version ----
+
+def test_growth_no_is_false_and_a_bad_row_imports_nothing(db, tmp_path):
+    store_genome_metadata("g1", "bacteria", FASTA, db=db); store_medium("m1", {"NaCl": 5}, db=db); store_medium("m2", {"NaCl": 9}, db=db)
+    f = tmp_path/"growth.csv"
+    f.write_text("genome_id,medium_id,growth,score,temperature_c\ng1,m1,no,,37\ng1,m2,YES,0.5,30\n")
+    import_growth_table(f, db=db)
+    got = db.query("SELECT medium_id, growth, score FROM genome_growth ORDER BY medium_id")
+    assert got.growth.tolist() == [0, 1] and pd.isna(got.score[0]) and got.score[1] == 0.5   # blank score: not measured (NULL)
+    f.write_text("genome_id,medium_id,growth,temperature_c\ng1,m1,yes,37.0\ng1,m2,perhaps,30\n")
+    with pytest.raises(ValueError, match=r"growth.csv row 3, column 'growth': 'perhaps' is not a boolean"): import_growth_table(f, db=db)
+    assert db.query("SELECT growth FROM genome_growth ORDER BY medium_id").growth.tolist() == [0, 1]   # row 2 was not committed
+    f.write_text("genome_id,medium_id,growth,temperature_c\ng1,m1,yes,37.0\ng1,m9,yes,30\n")
+    with pytest.raises(KeyError, match="row 3: medium_id 'm9' is not in"): import_growth_table(f, db=db)
+    assert db.query("SELECT growth FROM genome_growth ORDER BY medium_id").growth.tolist() == [0, 1]
+
+def test_numeric_condition_keys_are_normalised(db):
+    store_genome_metadata("g1", "bacteria", FASTA, db=db); store_medium("m1", {"NaCl": 5}, db=db)
+    a = store_genome_growth_observation("g1", "m1", True, conditions={"temperature_c": 37, "ph": 7}, db=db)
+    b = store_genome_growth_observation("g1", "m1", "no", conditions={"temperature_c": 37.0, "ph": "7.0"}, db=db)
+    assert a == b and db.count("genome_growth") == 1 and db.query("SELECT growth FROM genome_growth").growth[0] == 0
+
+@pytest.mark.parametrize("gid", ["abc\n", "abc\r\n", "abc ", "\nabc"])
+def test_trailing_newline_ids_are_refused_everywhere(db, gid):
+    with pytest.raises(ValueError, match="invalid genome_id"): store_genome_metadata(gid, "bacteria", FASTA, db=db)
+    with pytest.raises(ValueError, match="invalid medium"): import_media_recipes(pd.DataFrame(dict(medium=[gid], ingredient=["NaCl"], amount=[1], unit=["g/L"])), db=db)
+    assert db.count("genomes") == 0 and db.count("media") == 0 and not list(db.root.rglob("abc*"))
+
+def test_gzipped_fasta_is_read_and_binary_junk_names_the_file(db, tmp_path):
+    (tmp_path/"g.fasta.gz").write_bytes(gzip.compress(FASTA.encode()))
+    r = store_genome_metadata("gz", "fungi", tmp_path/"g.fasta.gz", db=db)
+    assert r["status"] == "inserted" and r["sha256"] == mdb.fasta_sha256(parse_fasta(FASTA))
+    (tmp_path/"photo.fasta").write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(range(200)))
+    with pytest.raises(ValueError, match=r"photo.fasta: not a FASTA text file"): store_genome_metadata("junk", "fungi", tmp_path/"photo.fasta", db=db)
+    assert db.count("genomes") == 1
+
+@pytest.mark.parametrize("seq,why", [("N" * 500, "all N"), ("ACGU" * 100, "RNA"), ("ACGTNNRYACGTNN" * 20, "ambiguous")])
+def test_genome_without_a_usable_window_is_rejected_at_ingest(db, seq, why):
+    with pytest.raises(ValueError, match=f"no usable A/C/G/T window.*{why}"): store_genome_metadata("bad", "archaea", f">x\n{seq}\n", db=db)
+    assert db.count("genomes") == 0 and _files(db.root) == []
+
+def test_stock_solutions_in_ml_per_l(db):
+    rows = import_media_recipes(pd.DataFrame(dict(medium=["SL"], ingredient=["Trace element solution SL-10"], amount=[1.0], unit=["mL/L"])), db=db)
+    assert rows.amount_g_per_l.tolist() == [1.0]
+    assert to_g_per_l(10, "mL/L", density=1.3) == pytest.approx(13.0)
+
+def test_orphans_from_a_crash_are_cleaned_on_open_but_committed_files_kept(tmp_path):
+    with MediaDB(tmp_path/"m.db") as d:
+        r = store_genome_metadata("g1", "bacteria", FASTA, db=d)
+    d2 = tmp_path/"genomes"/"bacteria"
+    (d2/".g2.x.fasta.abcd.tmp").write_text(">half")
+    (d2/f"g2.{'ab'*8}.fasta").write_text(FASTA)
+    with MediaDB(tmp_path/"m.db") as d:
+        assert _files(d.root) == ["genomes/bacteria/g1.<sha>.fasta"] and (d.root/r["fasta_path"]).is_file()
+        assert not list(d2.glob("*.tmp"))

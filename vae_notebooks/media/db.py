@@ -6,18 +6,21 @@ Docs: https://vae-notebooks.github.io/vae_notebooks/media.db.html.md"""
 
 # %% ../../nbs/40_media.db.ipynb #bc5d0b1a
 from __future__ import annotations
-import os, re, io, json, sqlite3, hashlib, argparse, contextlib, datetime, builtins
+import os, re, io, gzip, zlib, json, time, sqlite3, hashlib, argparse, contextlib, datetime, builtins
 from pathlib import Path
 import numpy as np
 import pandas as pd
+from fastcore.basics import patch
 from ..core import data_root, atomic_path
 
 # %% auto #0
-__all__ = ['ORGANISM_TYPES', 'SCHEMA_VERSION', 'MIGRATIONS', 'KNOWN_UNITS', 'default_db_path', 'validate_id',
-           'validate_organism_type', 'transaction', 'schema_version', 'migrate', 'MediaDB', 'use_db', 'init_db',
-           'parse_fasta', 'format_fasta', 'fasta_sha256', 'store_genome_metadata', 'store_genome_embedding',
-           'load_genome_embeddings', 'slugify', 'store_ingredient', 'store_medium', 'store_genome_growth_observation',
-           'media_matrix', 'to_g_per_l', 'read_table', 'import_media_recipes', 'db_main']
+__all__ = ['ORGANISM_TYPES', 'SCHEMA_VERSION', 'MIGRATIONS', 'MIN_ACGT_WINDOW', 'PAUSE_ENV', 'STAGES', 'KNOWN_UNITS',
+           'CONDITION_COLUMNS', 'default_db_path', 'validate_id', 'validate_organism_type', 'transaction',
+           'schema_version', 'migrate', 'MediaDB', 'use_db', 'init_db', 'parse_fasta', 'format_fasta', 'fasta_sha256',
+           'read_fasta_file', 'check_usable', 'store_genome_metadata', 'store_genome_embedding',
+           'load_genome_embeddings', 'slugify', 'store_ingredient', 'store_medium', 'parse_bool', 'parse_score',
+           'normalise_conditions', 'store_genome_growth_observation', 'media_matrix', 'to_g_per_l', 'read_table',
+           'import_media_recipes', 'import_growth_table', 'db_main']
 
 # %% ../../nbs/40_media.db.ipynb #88d79197
 ORGANISM_TYPES = ("bacteria", "archaea", "fungi", "protists")
@@ -29,13 +32,13 @@ def default_db_path(root:str|Path|None=None, # data root; `None` uses `data_root
     return data_root(root)/"media"/"media.db"
 
 # %% ../../nbs/40_media.db.ipynb #ae82e14f
-_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}$")
+_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}")
 
 def validate_id(value:str, # the id to check
                 field:str="genome_id", # its name, for the error message
                ) -> str:
     "Return `value` if it is a safe id (`[A-Za-z0-9][A-Za-z0-9_.-]*`, at most 128 chars, no `..`), else raise `ValueError`."
-    if not isinstance(value, str) or not _ID_RE.match(value) or ".." in value:
+    if not isinstance(value, str) or not _ID_RE.fullmatch(value) or ".." in value:
         raise ValueError(f"invalid {field} {value!r}: ids must match [A-Za-z0-9][A-Za-z0-9_.-]{{0,127}} and contain no '..'")
     return value
 
@@ -144,7 +147,8 @@ def migrate(con:sqlite3.Connection, # an open connection
 class MediaDB:
     "An open media database: `path` (the SQLite file), `root` (its folder, holding `genomes/`) and `con`."
     def __init__(self, path:str|Path|None=None, # the database file; `None` is `default_db_path()`
-                 migrate_to:int|None=SCHEMA_VERSION): # migrate on open (`None`: leave as is)
+                 migrate_to:int|None=SCHEMA_VERSION, # migrate on open (`None`: leave as is)
+                 clean:bool=True): # remove files left by crashed writers (see `clean_orphans`)
         self.path = Path(path).expanduser().resolve() if path is not None else default_db_path().resolve()
         self.root = self.path.parent
         self.root.mkdir(parents=True, exist_ok=True)
@@ -153,7 +157,9 @@ class MediaDB:
         self.con.execute("PRAGMA foreign_keys = ON")
         # write-ahead log: commits stay atomic and durable against crashes of the program, with one fsync per checkpoint
         self.con.execute("PRAGMA journal_mode = WAL"); self.con.execute("PRAGMA synchronous = NORMAL")
-        if migrate_to is not None: migrate(self.con, migrate_to)
+        if migrate_to is not None:
+            migrate(self.con, migrate_to)
+            if clean: self.clean_orphans()
     def close(self): self.con.close()
     def __enter__(self): return self
     def __exit__(self, *exc): self.close()
@@ -165,6 +171,26 @@ class MediaDB:
         "Number of rows in `table` (one of the schema's tables)."
         if table not in _TABLES: raise ValueError(f"unknown table {table!r}; tables are {_TABLES}")
         return self.con.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0]
+
+_FASTA_FILE_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]*\.[0-9a-f]{16}\.fasta")  # <genome_id>.<sha256[:16]>.fasta
+
+@patch
+def clean_orphans(self:MediaDB) -> list[Path]:
+    "Delete temporary files and unreferenced content-addressed FASTA files that crashed writers left in `genomes/`; return them."
+    gdir = self.root/"genomes"
+    if not gdir.is_dir(): return []
+    def candidates():
+        for t in ORGANISM_TYPES:
+            if (gdir/t).is_dir():
+                yield from (p for p in (gdir/t).iterdir() if (p.name.startswith(".") and p.name.endswith(".tmp")) or _FASTA_FILE_RE.fullmatch(p.name))
+    if not any(True for _ in candidates()): return []   # the common case: no lock taken
+    removed = []
+    with transaction(self.con):  # writers create files only while holding this lock, so what we see now is settled
+        referenced = {r[0] for r in self.con.execute("SELECT fasta_path FROM genomes")}
+        for p in list(candidates()):
+            if p.name.endswith(".tmp") or p.relative_to(self.root).as_posix() not in referenced:
+                p.unlink(missing_ok=True); removed.append(p)
+    return removed
 
 _TABLES = ("genomes", "genome_embeddings", "genome_growth", "media", "ingredients", "media_compositions", "meta", "schema_migrations")
 
@@ -222,17 +248,59 @@ def fasta_sha256(records) -> str:
     return h.hexdigest()
 
 # %% ../../nbs/40_media.db.ipynb #7228cce5
-def _fasta_relpath(organism_type, genome_id) -> Path:
-    return Path("genomes")/validate_organism_type(organism_type)/f"{validate_id(genome_id)}.fasta"
+def read_fasta_file(path:str|Path) -> list[tuple[str,str]]:
+    "Read a FASTA file (plain or gzip-compressed) into `[(record_id, SEQUENCE), ...]`; every error names the file."
+    path = Path(path)
+    if not path.is_file(): raise FileNotFoundError(f"FASTA file not found: {path}")
+    data = path.read_bytes()
+    if data[:2] == b"\x1f\x8b":
+        try: data = gzip.decompress(data)
+        except (OSError, EOFError, zlib.error) as e: raise ValueError(f"{path}: corrupt gzip file ({e})") from None
+    try: text = data.decode("ascii")
+    except UnicodeDecodeError as e:
+        raise ValueError(f"{path}: not a FASTA text file (byte {e.start} is 0x{data[e.start]:02x}, not ASCII text)") from None
+    if "\x00" in text: raise ValueError(f"{path}: not a FASTA text file (it contains NUL bytes at offset {text.index(chr(0))})")
+    return parse_fasta(text, str(path))
+
+# %% ../../nbs/40_media.db.ipynb #ca97d101
+MIN_ACGT_WINDOW = 8
+
+def check_usable(records, # FASTA records
+                 source:str="<genome>", # the genome or file, for the message
+                ) -> int:
+    "The longest A/C/G/T run of `records`; `ValueError` naming `source` when it is shorter than `MIN_ACGT_WINDOW`."
+    longest = max((len(m) for _, s in records for m in re.findall(r"[ACGT]+", s)), default=0)
+    if longest < MIN_ACGT_WINDOW:
+        seq = "".join(s for _, s in records)
+        why = ("it holds U: an RNA sequence? write T for U" if "U" in seq else
+               "it is all N" if set(seq) <= {"N"} else "too many ambiguous letters")
+        raise ValueError(f"{source}: no usable A/C/G/T window of {MIN_ACGT_WINDOW} bases (longest run {longest}; {why})")
+    return longest
+
+# %% ../../nbs/40_media.db.ipynb #396d90b7
+def _fasta_relpath(organism_type, genome_id, sha256) -> Path:
+    "Content-addressed: a new version of a genome never overwrites the file an older committed row points to."
+    return Path("genomes")/validate_organism_type(organism_type)/f"{validate_id(genome_id)}.{sha256[:16]}.fasta"
 
 def _safe_join(root:Path, rel:Path) -> Path:
     p = (root/rel).resolve()
     if not p.is_relative_to((root/"genomes").resolve()): raise ValueError(f"FASTA path {rel} escapes {root/'genomes'}")
     return p
 
+PAUSE_ENV = "VAE_NOTEBOOKS_MEDIA_PAUSE_AT"
+STAGES = ("before_lock", "locked", "temp_written", "file_renamed", "row_inserted", "committed")
+
+def _stage(name:str):
+    "Test hook: when `$VAE_NOTEBOOKS_MEDIA_PAUSE_AT` names this stage, write our pid to `$..._PAUSE_FILE` and sleep (a test then `kill -9`s us)."
+    if os.environ.get(PAUSE_ENV) != name: return
+    if os.environ.get(PAUSE_ENV + "_FILE"): Path(os.environ[PAUSE_ENV + "_FILE"]).write_text(str(os.getpid()))
+    time.sleep(float(os.environ.get(PAUSE_ENV + "_SECONDS", "60")))
+
 def _write_fasta(path:Path, text:str):
     "Write the FASTA file atomically (a temporary file in the same folder, renamed)."
-    with atomic_path(path) as tmp: tmp.write_text(text)
+    with atomic_path(path) as tmp:
+        tmp.write_text(text); _stage("temp_written")
+    _stage("file_renamed")
 
 def _read_fasta_arg(fasta, genome_id):
     if isinstance(fasta, (list, tuple)): return [(str(a), str(b).upper()) for a, b in fasta], "<records>"
@@ -242,7 +310,7 @@ def _read_fasta_arg(fasta, genome_id):
             if isinstance(fasta, str) and fasta.strip() and _SEQ_OK.match(fasta.strip().upper()):
                 raise ValueError(f"FASTA text for {genome_id!r} looks like a bare sequence: FASTA must start with a '>id' header line")
             raise FileNotFoundError(f"FASTA file for {genome_id!r} not found: {p}")
-        return parse_fasta(p.read_text(errors="strict"), str(p)), str(p)
+        return read_fasta_file(p), str(p)
     return parse_fasta(fasta, f"<FASTA text for {genome_id}>"), "<text>"
 
 def _genome_stats(records):
@@ -252,52 +320,64 @@ def _genome_stats(records):
     gc = (counts["G"] + counts["C"]) / acgt if acgt else None
     return dict(length=len(seq), gc=gc, n_count=counts["N"], n_records=len(records))
 
-# %% ../../nbs/40_media.db.ipynb #5510942d
+# %% ../../nbs/40_media.db.ipynb #b3e7675d
 def store_genome_metadata(genome_id:str, # safe id (see `validate_id`)
                           organism_type:str, # one of `ORGANISM_TYPES`
-                          fasta, # FASTA text, a path to a FASTA file, or `[(record_id, sequence), ...]`
+                          fasta, # FASTA text, a path to a FASTA file (plain or .gz), or `[(record_id, sequence), ...]`
                           name:str|None=None, # organism name
                           traits:dict|None=None, # JSON-able traits, e.g. `{"halophile": true}`
                           source:str|None=None, # where the genome comes from
                           replace:bool=False, # allow new content for an existing id
                           db:MediaDB|str|Path|None=None, # the database (default: `default_db_path()`)
                          ) -> dict:
-    "Validate a genome, store its FASTA under `genomes/<type>/<id>.fasta` and its metadata row, in one transaction; idempotent."
+    "Validate a genome, store its FASTA under `genomes/<type>/<id>.<sha>.fasta` and its row, atomically under the write lock; idempotent."
     validate_id(genome_id); validate_organism_type(organism_type)
     records, src = _read_fasta_arg(fasta, genome_id)
     for rid, s in records:
         if not _SEQ_OK.match(s): raise ValueError(f"{src}: record {rid!r} has invalid nucleotide characters")
+    check_usable(records, f"genome {genome_id!r} ({src})")
     traits_json = json.dumps(traits or {}, sort_keys=True)
     sha = fasta_sha256(records)
-    stats = _genome_stats(records)
+    stats, text = _genome_stats(records), format_fasta(records)
     with use_db(db) as mdb:
-        rel = _fasta_relpath(organism_type, genome_id)
+        rel = _fasta_relpath(organism_type, genome_id, sha)
         path = _safe_join(mdb.root, rel)
-        old = mdb.con.execute("SELECT * FROM genomes WHERE genome_id = ?", (genome_id,)).fetchone()
-        if old is not None and old["sha256"] == sha and old["organism_type"] == organism_type and (mdb.root/old["fasta_path"]).is_file():
-            return dict(old) | {"status": "unchanged"}
-        if old is not None and not replace:
-            raise ValueError(f"genome {genome_id!r} is already stored with different content or type "
-                             f"(sha256 {old['sha256'][:12]}..., {old['organism_type']}); pass replace=True to overwrite")
-        existed, backup = path.exists(), None
-        if existed: backup = path.read_bytes()
         row = dict(genome_id=genome_id, organism_type=organism_type, name=name, fasta_path=rel.as_posix(), sha256=sha,
                    **stats, traits=traits_json, source=source, created_at=_now())
+        _stage("before_lock")
+        con, unlink_ok, old = mdb.con, False, None
+        con.execute("BEGIN IMMEDIATE")   # the check and the insert in one transaction: a second writer waits here
         try:
-            with transaction(mdb.con):
-                if old is not None:
-                    mdb.con.execute("DELETE FROM genome_embeddings WHERE genome_id = ?", (genome_id,))
-                    mdb.con.execute("DELETE FROM genomes WHERE genome_id = ?", (genome_id,))
-                cols = list(row)
-                mdb.con.execute(f"INSERT INTO genomes ({', '.join(cols)}) VALUES ({', '.join('?'*len(cols))})", [row[c] for c in cols])
-                _write_fasta(path, format_fasta(records))
+            _stage("locked")
+            old = con.execute("SELECT * FROM genomes WHERE genome_id = ?", (genome_id,)).fetchone()
+            same = old is not None and old["sha256"] == sha and old["organism_type"] == organism_type
+            if same and (mdb.root/old["fasta_path"]).is_file():
+                con.execute("ROLLBACK"); return dict(old) | {"status": "unchanged"}
+            if old is not None and not same and not replace:
+                raise ValueError(f"genome {genome_id!r} is already stored in {mdb.path} with different content or type "
+                                 f"(sha256 {old['sha256'][:12]}..., {old['organism_type']}); pass replace=True to overwrite")
+            unlink_ok = not (old is not None and old["fasta_path"] == rel.as_posix())  # else a committed row points at this file
+            _write_fasta(path, text)
+            if old is not None:
+                con.execute("DELETE FROM genome_embeddings WHERE genome_id = ?", (genome_id,))
+                con.execute("DELETE FROM genomes WHERE genome_id = ?", (genome_id,))
+            cols = list(row)
+            con.execute(f"INSERT INTO genomes ({', '.join(cols)}) VALUES ({', '.join('?'*len(cols))})", [row[c] for c in cols])
+            _stage("row_inserted")
+            con.execute("COMMIT")
         except BaseException:
-            if backup is not None:  # put the previous file back (not through `_write_fasta`, which may be what failed)
-                with atomic_path(path) as tmp: tmp.write_bytes(backup)
-            elif not existed: path.unlink(missing_ok=True)
+            if unlink_ok: path.unlink(missing_ok=True)  # still under the lock: nobody can have committed a row for it
+            if con.in_transaction: con.execute("ROLLBACK")
             raise
-        if old is not None and old["fasta_path"] != rel.as_posix(): (mdb.root/old["fasta_path"]).unlink(missing_ok=True)
-        return row | {"status": "replaced" if old is not None else "inserted"}
+        _stage("committed")
+        if old is not None and old["fasta_path"] != rel.as_posix(): _remove_unreferenced(mdb, old["fasta_path"])
+        return row | {"status": "replaced" if old is not None and not same else "repaired" if same else "inserted"}
+
+def _remove_unreferenced(mdb, rel:str):
+    "Delete the file `rel` unless a committed row references it (checked under the write lock)."
+    with transaction(mdb.con):
+        if mdb.con.execute("SELECT 1 FROM genomes WHERE fasta_path = ?", (rel,)).fetchone() is None:
+            _safe_join(mdb.root, Path(rel)).unlink(missing_ok=True)
 
 # %% ../../nbs/40_media.db.ipynb #d58d9e0b
 def _encode_array(arr:np.ndarray, sparse:bool|None=None):
@@ -340,10 +420,11 @@ def load_genome_embeddings(method:str, genome_ids=None, # restrict to these ids 
     validate_id(method, "method")
     with use_db(db) as mdb:
         rows = {r["genome_id"]: r for r in mdb.con.execute("SELECT * FROM genome_embeddings WHERE method = ? ORDER BY genome_id", (method,))}
-        if genome_ids is None and not rows: raise KeyError(f"no {method!r} embeddings in {mdb.path}; run compute_all_genome_embeddings({method!r})")
+        fix = f"compute them with `python -m vae_notebooks.media --db {mdb.path} embed --method {method}`"
+        if genome_ids is None and not rows: raise KeyError(f"no {method!r} embeddings in {mdb.path}; {fix}")
         ids = list(rows) if genome_ids is None else list(genome_ids)
         missing = [g for g in ids if g not in rows]
-        if missing: raise KeyError(f"no {method!r} embedding for {len(missing)} genome(s), e.g. {missing[:3]}; run compute_all_genome_embeddings({method!r})")
+        if missing: raise KeyError(f"no {method!r} embedding in {mdb.path} for {len(missing)} genome(s), e.g. {missing[:3]}; {fix}")
         arrs = [_decode_array(rows[g]["layout"], rows[g]["dtype"], rows[g]["shape"], rows[g]["data"]) for g in ids]
         return ids, (np.stack(arrs) if arrs else np.zeros((0,), np.float32))
 
@@ -388,26 +469,68 @@ def _write_medium(con, medium_id, name, source, comp):
         con.execute("INSERT INTO media_compositions VALUES (?, ?, ?)", (medium_id, iid, amount))
 
 # %% ../../nbs/40_media.db.ipynb #c58f348f
+_TRUE, _FALSE = ("yes", "true", "1", "y", "t"), ("no", "false", "0", "n", "f")
+
+def parse_bool(value, # a bool, 0/1, or one of yes/no/true/false/y/n/t/f/1/0 (any case)
+               where:str="value", # what it is, for the message (e.g. "growth.csv row 3, column 'growth'")
+              ) -> bool:
+    "Strict boolean: `bool('no')` is `True`, this is `False`; anything unrecognised is a `ValueError` naming `where`."
+    if isinstance(value, (bool, np.bool_)): return bool(value)
+    if isinstance(value, (int, np.integer)) and not isinstance(value, bool) and value in (0, 1): return bool(value)
+    if isinstance(value, (float, np.floating)) and value in (0.0, 1.0): return bool(value)
+    if isinstance(value, str) and value.strip().lower() in _TRUE + _FALSE: return value.strip().lower() in _TRUE
+    raise ValueError(f"{where}: {value!r} is not a boolean; use yes/no, true/false or 1/0")
+
+def _blank(v) -> bool:
+    return v is None or (isinstance(v, str) and not v.strip()) or (isinstance(v, (float, np.floating)) and np.isnan(v))
+
+def parse_score(value, where:str="score") -> float|None:
+    "A growth score in [0, 1]; blank (None, NaN, empty text) means *not measured* and gives `None`."
+    if _blank(value): return None
+    try: v = float(value)
+    except (TypeError, ValueError): raise ValueError(f"{where}: {value!r} is not a number") from None
+    if not 0 <= v <= 1: raise ValueError(f"{where}: score must be in [0, 1] (or blank: not measured), got {value!r}")
+    return v
+
+def normalise_conditions(conditions:dict|None, where:str="conditions") -> str:
+    "Canonical JSON of growth conditions: numbers as floats (37 == 37.0 == '37'), text stripped, blanks dropped, keys sorted."
+    out = {}
+    for k, v in (conditions or {}).items():
+        if _blank(v): continue
+        if isinstance(v, (bool, np.bool_)): out[str(k)] = bool(v); continue
+        if isinstance(v, (int, float, np.integer, np.floating)): v = float(v)
+        elif isinstance(v, str):
+            try: v = float(v)
+            except ValueError: v = v.strip()
+        else: raise ValueError(f"{where}: condition {k!r} must be a number or text, got {type(v).__name__}")
+        if isinstance(v, float) and not np.isfinite(v): raise ValueError(f"{where}: condition {k!r} is {v}")
+        out[str(k)] = v
+    return json.dumps(out, sort_keys=True)
+
+def _upsert_growth(con, genome_id, medium_id, growth, score, cond, source):
+    con.execute("INSERT INTO genome_growth (genome_id, medium_id, growth, score, conditions, source, created_at) VALUES (?, ?, ?, ?, ?, ?, ?) "
+                "ON CONFLICT(genome_id, medium_id, conditions) DO UPDATE SET growth = excluded.growth, score = excluded.score, source = excluded.source",
+                (genome_id, medium_id, int(growth), score, cond, source, _now()))
+    return con.execute("SELECT observation_id FROM genome_growth WHERE genome_id = ? AND medium_id = ? AND conditions = ?",
+                       (genome_id, medium_id, cond)).fetchone()[0]
+
+def _missing_keys(con, genome_id, medium_id, path):
+    for table, col, val in (("genomes", "genome_id", genome_id), ("media", "medium_id", medium_id)):
+        if con.execute(f"SELECT 1 FROM {table} WHERE {col} = ?", (val,)).fetchone() is None:
+            return f"{col} {val!r} is not in {path}; store it first"
+
 def store_genome_growth_observation(genome_id:str, medium_id:str,
-                                    growth:bool, # did it grow?
-                                    score:float|None=None, # optional growth score in [0, 1]
+                                    growth, # did it grow? (bool, 0/1 or yes/no/true/false)
+                                    score:float|None=None, # optional growth score in [0, 1]; blank = not measured
                                     conditions:dict|None=None, # e.g. `{"temperature_c": 37, "ph": 7.0}`
                                     source:str|None=None, db:MediaDB|str|Path|None=None) -> int:
     "Record that `genome_id` grew (or not) on `medium_id` under `conditions`; idempotent per (genome, medium, conditions). Returns the observation id."
     validate_id(genome_id); validate_id(medium_id, "medium_id")
-    if not isinstance(growth, (bool, np.bool_)) and growth not in (0, 1): raise ValueError(f"growth must be a bool, got {growth!r}")
-    if score is not None and not (0 <= float(score) <= 1): raise ValueError(f"score must be in [0, 1], got {score}")
-    cond = json.dumps(conditions or {}, sort_keys=True)
-    with use_db(db) as mdb:
-        for table, col, val in (("genomes", "genome_id", genome_id), ("media", "medium_id", medium_id)):
-            if mdb.con.execute(f"SELECT 1 FROM {table} WHERE {col} = ?", (val,)).fetchone() is None:
-                raise KeyError(f"{col} {val!r} is not in {mdb.path}; store it first")
-        with transaction(mdb.con):
-            mdb.con.execute("INSERT INTO genome_growth (genome_id, medium_id, growth, score, conditions, source, created_at) VALUES (?, ?, ?, ?, ?, ?, ?) "
-                            "ON CONFLICT(genome_id, medium_id, conditions) DO UPDATE SET growth = excluded.growth, score = excluded.score, source = excluded.source",
-                            (genome_id, medium_id, int(bool(growth)), None if score is None else float(score), cond, source, _now()))
-            return mdb.con.execute("SELECT observation_id FROM genome_growth WHERE genome_id = ? AND medium_id = ? AND conditions = ?",
-                                   (genome_id, medium_id, cond)).fetchone()[0]
+    growth, score = parse_bool(growth, "growth"), parse_score(score)
+    cond = normalise_conditions(conditions)
+    with use_db(db) as mdb, transaction(mdb.con):  # the existence check and the write in one transaction
+        if (err := _missing_keys(mdb.con, genome_id, medium_id, mdb.path)): raise KeyError(err)
+        return _upsert_growth(mdb.con, genome_id, medium_id, growth, score, cond, source)
 
 def media_matrix(medium_ids=None, ingredient_ids=None, db:MediaDB|str|Path|None=None) -> pd.DataFrame:
     "The compositions as a DataFrame [media x ingredients] in g/L (zeros where absent)."
@@ -422,17 +545,25 @@ def media_matrix(medium_ids=None, ingredient_ids=None, db:MediaDB|str|Path|None=
 _MASS_UNITS = {"g/l": 1.0, "mg/l": 1e-3, "ug/l": 1e-6, "ng/l": 1e-9, "g/ml": 1e3, "mg/ml": 1.0, "ug/ml": 1e-3,
                "kg/l": 1e3, "g/100ml": 10.0, "%w/v": 10.0, "%(w/v)": 10.0, "w/v%": 10.0, "g/dl": 10.0}
 _MOLAR_UNITS = {"m": 1.0, "mol/l": 1.0, "mm": 1e-3, "mmol/l": 1e-3, "um": 1e-6, "umol/l": 1e-6, "nm": 1e-9, "nmol/l": 1e-9}
-KNOWN_UNITS = ("g/L", "mg/L", "µg/L", "ng/L", "g/mL", "mg/mL", "µg/mL", "kg/L", "g/100mL", "g/dL", "% w/v", "M", "mM", "µM", "nM", "mol/L", "mmol/L", "µmol/L", "nmol/L")
+_VOLUME_UNITS = {"ml/l": 1.0, "ul/l": 1e-3, "ul/ml": 1.0, "%v/v": 10.0, "%(v/v)": 10.0, "v/v%": 10.0}  # mL of stock per L
+KNOWN_UNITS = ("g/L", "mg/L", "µg/L", "ng/L", "g/mL", "mg/mL", "µg/mL", "kg/L", "g/100mL", "g/dL", "% w/v", "M", "mM", "µM", "nM", "mol/L", "mmol/L", "µmol/L", "nmol/L",
+               "mL/L", "µL/L", "µL/mL", "% v/v")
 
 def _norm_unit(unit) -> str:
     return str(unit).strip().replace(" ", "").replace("µ", "u").replace("μ", "u").lower()
 
 def to_g_per_l(amount:float, unit:str, # one of `KNOWN_UNITS`
                molar_mass:float|None=None, # g/mol, for molar units
-               where:str="") -> float:
+               where:str="", # prefix of error messages (file, row)
+               density:float|None=None, # g/mL of a stock solution, for volume units (default 1: aqueous)
+              ) -> float:
     "Convert `amount` in `unit` to g/L; clear errors for unknown units or a missing molar mass."
     u = _norm_unit(unit)
     if u in _MASS_UNITS: return float(amount) * _MASS_UNITS[u]
+    if u in _VOLUME_UNITS:
+        d = 1.0 if density is None else float(density)
+        if not (np.isfinite(d) and d > 0): raise ValueError(f"{where}density must be > 0 g/mL, got {density!r}")
+        return float(amount) * _VOLUME_UNITS[u] * d
     if u in _MOLAR_UNITS:
         if molar_mass is None or not np.isfinite(molar_mass) or molar_mass <= 0:
             raise ValueError(f"{where}unit {unit!r} is molar but no molar mass is known; add it to the ingredients table or a 'molar_mass' column")
@@ -440,18 +571,27 @@ def to_g_per_l(amount:float, unit:str, # one of `KNOWN_UNITS`
     raise ValueError(f"{where}unknown unit {unit!r}; known units: {', '.join(KNOWN_UNITS)}")
 
 # %% ../../nbs/40_media.db.ipynb #cc1444fe
+_TEXT_COLUMNS = ("medium", "ingredient", "unit", "genome_id", "medium_id", "growth", "atmosphere", "source")
+
 def read_table(path:str|Path) -> pd.DataFrame:
-    "Read a CSV, TSV, Excel or parquet table by its extension."
+    "Read a CSV, TSV, Excel or parquet table by its extension; id, unit and flag columns are read as text (no `37.0` ids)."
     path = Path(path); ext = path.suffix.lower()
-    if ext == ".csv": return pd.read_csv(path)
-    if ext in (".tsv", ".tab", ".txt"): return pd.read_csv(path, sep="\t")
-    if ext in (".xlsx", ".xls"): return pd.read_excel(path)
-    if ext == ".parquet": return pd.read_parquet(path)
+    if not path.is_file(): raise FileNotFoundError(f"table not found: {path}")
+    text = lambda cols: {c: str for c in cols if c.strip().lower() in _TEXT_COLUMNS}
+    try:
+        if ext in (".csv", ".tsv", ".tab", ".txt"):
+            sep = "," if ext == ".csv" else "\t"
+            head = pd.read_csv(path, sep=sep, nrows=0).columns
+            return pd.read_csv(path, sep=sep, dtype=text(head), keep_default_na=True)
+        if ext in (".xlsx", ".xls"): return pd.read_excel(path, dtype=text(pd.read_excel(path, nrows=0).columns))
+        if ext == ".parquet": return pd.read_parquet(path)
+    except UnicodeDecodeError: raise ValueError(f"{path}: not a text table (binary content?)") from None
+    except pd.errors.ParserError as e: raise ValueError(f"{path}: cannot parse the table ({e})") from None
     raise ValueError(f"{path}: unsupported table format {ext!r} (use .csv, .tsv, .xlsx or .parquet)")
 
 def import_media_recipes(table, # a DataFrame or a path to a CSV/TSV/Excel/parquet export
                          source:str|None=None, db:MediaDB|str|Path|None=None) -> pd.DataFrame:
-    "Import recipes (`medium, ingredient, amount, unit[, molar_mass]` rows) as media in g/L, in one transaction; return the normalised rows."
+    "Import recipes (`medium, ingredient, amount, unit[, molar_mass, density_g_per_ml]` rows) as media in g/L, all rows or none; return the normalised rows."
     name = str(table) if not isinstance(table, pd.DataFrame) else "<DataFrame>"
     df = read_table(table) if not isinstance(table, pd.DataFrame) else table.copy()
     df.columns = [str(c).strip().lower() for c in df.columns]
@@ -463,14 +603,16 @@ def import_media_recipes(table, # a DataFrame or a path to a CSV/TSV/Excel/parqu
         for i, r in enumerate(df.itertuples(index=False), 2):  # row 1 is the header in the file
             where = f"{name} row {i} (medium {r.medium!r}, ingredient {r.ingredient!r}): "
             if pd.isna(r.medium) or pd.isna(r.ingredient): raise ValueError(f"{where}medium and ingredient must not be empty")
-            mid, iid = validate_id(str(r.medium).strip(), "medium"), slugify(str(r.ingredient).strip())
+            try: mid, iid = validate_id(str(r.medium), "medium id"), slugify(str(r.ingredient).strip())  # the same check as the API: no stripping
+            except ValueError as e: raise ValueError(f"{where}{e}") from None
             try: amount = float(r.amount)
             except (TypeError, ValueError): raise ValueError(f"{where}amount {r.amount!r} is not a number") from None
             if not np.isfinite(amount) or amount < 0: raise ValueError(f"{where}amount must be a finite number >= 0, got {r.amount!r}")
             mm = getattr(r, "molar_mass", None)
             mm = None if mm is None or pd.isna(mm) else float(mm)
             mm = mm if mm is not None else known_mm.get(iid)
-            g = to_g_per_l(amount, r.unit, mm, where)
+            dens = getattr(r, "density_g_per_ml", None)
+            g = to_g_per_l(amount, r.unit, mm, where, None if dens is None or pd.isna(dens) else dens)
             comp = media.setdefault(mid, {})
             if iid in comp: raise ValueError(f"{where}ingredient listed twice for this medium")
             comp[iid] = (str(r.ingredient).strip(), g)
@@ -481,6 +623,38 @@ def import_media_recipes(table, # a DataFrame or a path to a CSV/TSV/Excel/parqu
                 if o["molar_mass"] is not None:
                     mdb.con.execute("UPDATE ingredients SET molar_mass = COALESCE(molar_mass, ?) WHERE ingredient_id = ?", (o["molar_mass"], o["ingredient_id"]))
     return pd.DataFrame(out)
+
+# %% ../../nbs/40_media.db.ipynb #2244578e
+CONDITION_COLUMNS = ("temperature_c", "ph", "atmosphere", "salinity_pct", "incubation_days")
+
+def import_growth_table(table, # a DataFrame or a path to a CSV/TSV/Excel/parquet table
+                        source:str|None=None, db:MediaDB|str|Path|None=None) -> pd.DataFrame:
+    "Import growth observations (`genome_id, medium_id, growth[, score, <conditions>]`), every row or none; return the normalised rows."
+    name = str(table) if not isinstance(table, pd.DataFrame) else "<DataFrame>"
+    df = read_table(table) if not isinstance(table, pd.DataFrame) else table.copy()
+    df.columns = [str(c).strip().lower() for c in df.columns]
+    missing = [c for c in ("genome_id", "medium_id", "growth") if c not in df.columns]
+    if missing: raise ValueError(f"{name}: missing column(s) {missing}; found {list(df.columns)}")
+    unknown = [c for c in df.columns if c not in ("genome_id", "medium_id", "growth", "score", "source") + CONDITION_COLUMNS]
+    if unknown: raise ValueError(f"{name}: unknown column(s) {unknown}; condition columns are {list(CONDITION_COLUMNS)}")
+    rows, seen = [], {}
+    for i, r in enumerate(df.to_dict("records"), 2):  # row 1 is the header in the file
+        at = lambda col: f"{name} row {i}, column {col!r}"
+        try: gid, mid = validate_id(r["genome_id"] if not _blank(r["genome_id"]) else "", "genome_id"), validate_id(r["medium_id"] if not _blank(r["medium_id"]) else "", "medium_id")
+        except ValueError as e: raise ValueError(f"{name} row {i}: {e}") from None
+        growth, score = parse_bool(r["growth"], at("growth")), parse_score(r.get("score"), at("score"))
+        cond = normalise_conditions({c: r[c] for c in CONDITION_COLUMNS if c in r}, f"{name} row {i}")
+        key = (gid, mid, cond)
+        if key in seen and seen[key][1:] != (growth, score):
+            raise ValueError(f"{name} row {i}: contradicts row {seen[key][0]} (same genome, medium and conditions)")
+        seen[key] = (i, growth, score)
+        rows.append(dict(row=i, genome_id=gid, medium_id=mid, growth=growth, score=score, conditions=cond,
+                         source=r.get("source") if not _blank(r.get("source")) else source))
+    with use_db(db) as mdb, transaction(mdb.con):  # all rows in one transaction: a bad row leaves nothing behind
+        for o in rows:
+            if (err := _missing_keys(mdb.con, o["genome_id"], o["medium_id"], mdb.path)): raise KeyError(f"{name} row {o['row']}: {err}")
+            _upsert_growth(mdb.con, o["genome_id"], o["medium_id"], o["growth"], o["score"], o["conditions"], o["source"])
+    return pd.DataFrame(rows)
 
 # %% ../../nbs/40_media.db.ipynb #ac2c9c3b
 def _in_ipython(): return hasattr(builtins, "__IPYTHON__")
