@@ -17,8 +17,8 @@ from ..core import data_root, atomic_path
 
 # %% auto #0
 __all__ = ['N_SAMPLES', 'WINDOW_MS', 'DT_MS', 'WAVES', 'STATIC_COLS', 'CONTINUOUS_STATIC', 'HEARING_LOSS', 'LATENCY_COLS',
-           'AMPLITUDE_COLS', 'PEAK_COLS', 'WAVEFORM_COLS', 'time_axis_ms', 'abr_latency', 'simulate_abr',
-           'resample_waveforms', 'load_abr', 'split_patients', 'ABRNormalizer', 'ABRData', 'ABRDataset',
+           'AMPLITUDE_COLS', 'PEAK_COLS', 'WAVEFORM_COLS', 'time_axis_ms', 'abr_latency', 'cochlear_microphonic',
+           'simulate_abr', 'resample_waveforms', 'load_abr', 'split_patients', 'ABRNormalizer', 'ABRData', 'ABRDataset',
            'default_abr_data']
 
 # %% ../../nbs/30_abr.data.ipynb #b32738a6
@@ -126,6 +126,24 @@ def _amplitude(wave, rec, sl):
     return a
 
 # %% ../../nbs/30_abr.data.ipynb #33fb6b0e
+_TROUGH_DELAY = {"I": 0.45, "III": 0.50, "V": 0.65}   # ms from each peak to its following trough
+_TROUGH_DEPTH = {"I": 0.55, "III": 0.45, "V": 0.50}   # trough depth relative to the peak amplitude
+_CM_GAIN = {"normal": 0.25, "sensorineural": 0.08, "conductive": 0.25, "total": 0.0, "neuropathy": 1.5}
+
+def cochlear_microphonic(t:np.ndarray, # time axis [T] in ms
+                         level:np.ndarray, # dB at the cochlea [N] (intensity minus any air-bone gap)
+                         hearing_loss:np.ndarray, # [N] labels of `HEARING_LOSS`
+                         phase:np.ndarray|float=0.0, # [N] starting phase (radians)
+                         freq_khz:float=1.5, decay_ms:float=1.0,
+                         amp_80db_uv:float=0.1, # residual CM amplitude of a normal ear at 80 dB
+                        ) -> np.ndarray:
+    "A ringing CM [N, T] in µV whose amplitude grows 20 dB per decade of sound pressure and depends on the outer hair cells."
+    gain = np.array([_CM_GAIN[h] for h in np.asarray(hearing_loss)], float)
+    amp = amp_80db_uv*gain*10**((np.asarray(level, float) - 80.0)/20.0)
+    phase = np.broadcast_to(np.asarray(phase, float), amp.shape)
+    return amp[:, None]*np.sin(2*np.pi*freq_khz*t[None] + phase[:, None])*np.exp(-t[None]/decay_ms)
+
+# %% ../../nbs/30_abr.data.ipynb #70580212
 def simulate_abr(n:int=2000, # number of recordings
                  seed:int=0, # random seed (the output is a pure function of n and seed)
                  recordings_per_patient:float=6.0, # average recordings per patient (sets the number of patients)
@@ -155,8 +173,11 @@ def simulate_abr(n:int=2000, # number of recordings
     sig = sum(_bump(t, lat[w], amp[w], np.full(n, _WIDTH[w])) for w in WAVES)
     sig += _bump(t, lat["I"] + 1.05, 0.35*amp["I"], np.full(n, 0.16))                      # wave II
     sig += _bump(t, lat["V"] - 0.55, 0.55*amp["V"], np.full(n, 0.18))                      # wave IV (IV-V complex)
-    sig += _bump(t, lat["V"] + 1.1, -0.6*amp["V"], np.full(n, 0.45))                       # SN10 trough
-    cm = (hl == "neuropathy")[:, None]*0.15*np.sin(2*np.pi*1.5*t[None] + rng.uniform(0, 2*np.pi, (n, 1)))*np.exp(-t[None]/1.5)
+    for w in ("I", "III"): sig += _bump(t, lat[w] + _TROUGH_DELAY[w], -_TROUGH_DEPTH[w]*amp[w], np.full(n, 0.15))   # I', III' troughs
+    sig += _bump(t, lat["V"] + _TROUGH_DELAY["V"], -_TROUGH_DEPTH["V"]*amp["V"], np.full(n, 0.22))   # the sharp trough after V
+    sig += _bump(t, lat["V"] + 1.1, -0.6*amp["V"], np.full(n, 0.45))                       # SN10 slow negativity
+    cm = cochlear_microphonic(t, rec["intensity"].to_numpy() - rec["air_bone_gap"].to_numpy(), hl,
+                              rng.uniform(0, 2*np.pi, n))
     noise_rms = noise_uv*np.exp(rng.normal(0, 0.35, n))
     clean = sig + cm
     wave = clean + noise_rms[:, None]*_band_noise(rng, n, N_SAMPLES, DT_MS)

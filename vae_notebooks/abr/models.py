@@ -7,20 +7,29 @@ Docs: https://vae-notebooks.github.io/vae_notebooks/abr.models.html.md"""
 # %% ../../nbs/31_abr.models.ipynb #210e113c
 from __future__ import annotations
 import math
+from collections.abc import Sequence
+import numpy as np
+import pandas as pd
 import torch
 from torch import nn, Tensor
 import torch.nn.functional as F
 from ..core import reparameterize, VAEOutput, store_config
 from ..losses import joint_cvae_loss, masked_mse
 from ..models.mlp import mlp_stack
+from .data import PEAK_COLS, HEARING_LOSS
 
 # %% auto #0
-__all__ = ['CVAE', 'ABRLoss', 'TransformerCVAE']
+__all__ = ['CVAE', 'ABRLoss', 'TransformerBlock', 'TransformerCVAE', 'linear_peak_baseline']
 
 # %% ../../nbs/31_abr.models.ipynb #4a8d40db
 def _observed(peaks:Tensor, mask:Tensor) -> Tensor:
     "Peaks with missing entries (mask 0, possibly NaN) replaced by 0."
     return torch.where(mask.bool(), peaks, torch.zeros_like(peaks))
+
+def _hide_features(mask:Tensor, p:float) -> Tensor:
+    "Training-time feature dropout: zero each row's whole mask with probability `p`."
+    keep = (torch.rand(mask.shape[0], 1, device=mask.device) >= p).to(mask.dtype)
+    return mask*keep
 
 def _check_batch(wave, static, n_samples, static_dim):
     if wave.ndim != 2 or wave.shape[1] != n_samples: raise ValueError(f"wave must have shape [B, {n_samples}], got {tuple(wave.shape)}")
@@ -38,12 +47,16 @@ class CVAE(nn.Module):
                  joint_generation:bool=False, # decoder generates static params and peaks from z alone
                  peak_head:bool=True, # predict the peaks
                  encode_peaks:bool|None=None, # encoder also reads observed peaks + mask (default: joint_generation)
-                 dropout:float=0.0, activation:str="gelu"):
+                 dropout:float=0.0, activation:str="gelu",
+                 feature_dropout:float=0.5, # training: probability of hiding a recording's peaks from the encoder (when it reads them)
+                ):
         super().__init__()
         encode_peaks = joint_generation if encode_peaks is None else encode_peaks
+        if not 0 <= feature_dropout <= 1: raise ValueError(f"feature_dropout must be in [0, 1], got {feature_dropout}")
+        self.feature_dropout = feature_dropout
         store_config(self, n_samples=n_samples, static_dim=static_dim, n_peaks=n_peaks, latent_dim=latent_dim,
                      hidden_dims=list(hidden_dims), joint_generation=joint_generation, peak_head=peak_head,
-                     encode_peaks=encode_peaks, dropout=dropout, activation=activation)
+                     encode_peaks=encode_peaks, dropout=dropout, activation=activation, feature_dropout=feature_dropout)
         self.n_samples, self.static_dim, self.n_peaks, self.latent_dim = n_samples, static_dim, n_peaks, latent_dim
         self.joint_generation, self.encode_peaks = joint_generation, encode_peaks
         enc_in = n_samples + static_dim + (2*n_peaks if encode_peaks else 0)
@@ -64,6 +77,7 @@ def _cvae_encode(self:CVAE, wave:Tensor, static:Tensor, peaks:Tensor|None=None, 
     parts = [wave, static]
     if self.encode_peaks:
         if peaks is None or mask is None: raise ValueError("this CVAE encodes peaks: pass peaks and mask")
+        if self.training and self.feature_dropout: mask = _hide_features(mask, self.feature_dropout)
         parts += [_observed(peaks, mask), mask]
     h = self.encoder(torch.cat(parts, 1))
     return self.to_mu(h), self.to_logvar(h)
@@ -152,21 +166,64 @@ class ABRLoss:
     def __repr__(self): return f"ABRLoss(beta={self.beta}, static_weight={self.static_weight}, peak_weight={self.peak_weight}, presence_weight={self.presence_weight})"
 
 # %% ../../nbs/31_abr.models.ipynb #e3b2f6a8
+class TransformerBlock(nn.Module):
+    "Pre-norm transformer block: self-attention, optional cross-attention to a memory, GELU feed-forward."
+    def __init__(self, d_model:int, n_heads:int, dim_feedforward:int,
+                 dropout:float=0.1, # on attention weights and on each residual branch's output
+                 ff_dropout:float=0.0, # on the feed-forward hidden activations (the seed's costly one)
+                 cross:bool=False): # add cross-attention (a decoder block)
+        super().__init__()
+        if d_model % n_heads: raise ValueError(f"d_model={d_model} must be divisible by n_heads={n_heads}")
+        self.n_heads, self.dropout, self.ff_dropout = n_heads, dropout, ff_dropout
+        self.norm_sa, self.qkv, self.out_sa = nn.LayerNorm(d_model), nn.Linear(d_model, 3*d_model), nn.Linear(d_model, d_model)
+        if cross:
+            self.norm_ca, self.q_ca, self.kv_ca = nn.LayerNorm(d_model), nn.Linear(d_model, d_model), nn.Linear(d_model, 2*d_model)
+            self.out_ca = nn.Linear(d_model, d_model)
+        self.cross = cross
+        self.norm_ff, self.ff1, self.ff2 = nn.LayerNorm(d_model), nn.Linear(d_model, dim_feedforward), nn.Linear(dim_feedforward, d_model)
+
+    def _heads(self, x:Tensor) -> Tensor: return x.unflatten(-1, (self.n_heads, -1)).transpose(1, 2)   # [B, H, T, d/H]
+
+    def _attend(self, q, k, v, causal:bool) -> Tensor:
+        p = self.dropout if self.training else 0.0
+        o = F.scaled_dot_product_attention(self._heads(q), self._heads(k), self._heads(v), dropout_p=p, is_causal=causal)
+        return o.transpose(1, 2).flatten(2)
+
+    def forward(self, x:Tensor, # tokens [B, T, d_model]
+                memory:Tensor|None=None, # [B, M, d_model] for cross-attention
+                causal:bool=False) -> Tensor:
+        drop = lambda t: F.dropout(t, self.dropout, self.training) if self.dropout else t
+        q, k, v = self.qkv(self.norm_sa(x)).chunk(3, -1)
+        x = x + drop(self.out_sa(self._attend(q, k, v, causal)))
+        if self.cross:
+            k, v = self.kv_ca(memory).chunk(2, -1)
+            x = x + drop(self.out_ca(self._attend(self.q_ca(self.norm_ca(x)), k, v, False)))
+        h = F.gelu(self.ff1(self.norm_ff(x)))
+        if self.ff_dropout: h = F.dropout(h, self.ff_dropout, self.training)
+        return x + drop(self.ff2(h))
+
+# %% ../../nbs/31_abr.models.ipynb #355f782f
 class TransformerCVAE(nn.Module):
     "Transformer CVAE for ABRs: waveform patches + static + masked clinical-feature tokens -> z -> waveform, peaks."
     def __init__(self, n_samples:int=200, static_dim:int=8, n_peaks:int=6, latent_dim:int=32,
                  d_model:int=64, n_heads:int=4, n_layers:int=2, # encoder and decoder depth each
                  dim_feedforward:int=768, patch_size:int=4, # samples per waveform token (1 = per sample)
                  n_memory:int=4, # tokens z is projected to for cross-attention
-                 dropout:float=0.1, peak_head:bool=True):
+                 dropout:float=0.1, # attention weights and residual branches
+                 peak_head:bool=True,
+                 feature_dropout:float=0.5, # training: probability of hiding a recording's clinical features
+                 causal:bool=False, # causal self-attention in the decoder (the seed's choice; measured below)
+                 ff_dropout:float=0.0): # dropout inside the feed-forward layers
         super().__init__()
         store_config(self, n_samples=n_samples, static_dim=static_dim, n_peaks=n_peaks, latent_dim=latent_dim,
                      d_model=d_model, n_heads=n_heads, n_layers=n_layers, dim_feedforward=dim_feedforward,
-                     patch_size=patch_size, n_memory=n_memory, dropout=dropout, peak_head=peak_head)
+                     patch_size=patch_size, n_memory=n_memory, dropout=dropout, peak_head=peak_head,
+                     feature_dropout=feature_dropout, causal=causal, ff_dropout=ff_dropout)
         if n_samples % patch_size: raise ValueError(f"patch_size={patch_size} must divide n_samples={n_samples}")
+        if not 0 <= feature_dropout <= 1: raise ValueError(f"feature_dropout must be in [0, 1], got {feature_dropout}")
         self.n_samples, self.static_dim, self.n_peaks, self.latent_dim = n_samples, static_dim, n_peaks, latent_dim
         self.patch_size, self.n_tokens, self.n_memory, self.d_model = patch_size, n_samples//patch_size, n_memory, d_model
-        self.joint_generation = False
+        self.joint_generation, self.feature_dropout, self.causal = False, feature_dropout, causal
         self.wave_embed = nn.Linear(patch_size, d_model)
         self.pos = nn.Parameter(0.02*torch.randn(self.n_tokens, d_model))
         self.cls = nn.Parameter(0.02*torch.randn(1, 1, d_model))
@@ -175,20 +232,19 @@ class TransformerCVAE(nn.Module):
         self.feat_bias = nn.Parameter(0.02*torch.randn(n_peaks, d_model))
         self.mask_embed = nn.Parameter(0.02*torch.randn(n_peaks, d_model))    # stands in for a missing feature
         self.type_embed = nn.Parameter(0.02*torch.randn(3, d_model))           # cls/static, feature, waveform
-        layer = lambda cls: cls(d_model, n_heads, dim_feedforward, dropout, activation="gelu", batch_first=True, norm_first=True)
-        self.encoder = nn.TransformerEncoder(layer(nn.TransformerEncoderLayer), n_layers, enable_nested_tensor=False)
+        block = lambda cross: TransformerBlock(d_model, n_heads, dim_feedforward, dropout, ff_dropout, cross=cross)
+        self.encoder = nn.ModuleList([block(False) for _ in range(n_layers)])
         self.enc_norm = nn.LayerNorm(d_model)
         self.to_mu, self.to_logvar = nn.Linear(2*d_model, latent_dim), nn.Linear(2*d_model, latent_dim)
         self.z_to_memory = nn.Linear(latent_dim, n_memory*d_model)
         self.dec_static_embed = nn.Linear(static_dim, d_model)
         self.queries = nn.Parameter(0.02*torch.randn(self.n_tokens, d_model))
-        self.decoder = nn.TransformerDecoder(layer(nn.TransformerDecoderLayer), n_layers)
+        self.decoder = nn.ModuleList([block(True) for _ in range(n_layers)])
         self.dec_norm = nn.LayerNorm(d_model)
         self.to_wave = nn.Linear(d_model, patch_size)
-        self.register_buffer("causal_mask", nn.Transformer.generate_square_subsequent_mask(self.n_tokens), persistent=False)
         self.peak_head = nn.Sequential(nn.Linear(latent_dim + d_model, 128), nn.GELU(), nn.Linear(128, n_peaks + n_peaks//2)) if peak_head else None
 
-# %% ../../nbs/31_abr.models.ipynb #91a158fe
+# %% ../../nbs/31_abr.models.ipynb #50dbb6ef
 def _tcvae_encode(self:TransformerCVAE, wave:Tensor, static:Tensor, peaks:Tensor|None=None, mask:Tensor|None=None):
     "Posterior `(mu, logvar)`; missing clinical features (mask 0) enter as their mask embedding."
     _check_batch(wave, static, self.n_samples, self.static_dim)
@@ -198,10 +254,13 @@ def _tcvae_encode(self:TransformerCVAE, wave:Tensor, static:Tensor, peaks:Tensor
     parts = [self.cls.expand(B, -1, -1), tok_static]
     if peaks is not None:
         if mask is None: raise ValueError("pass the peak mask with the peaks")
+        if self.training and self.feature_dropout: mask = _hide_features(mask, self.feature_dropout)
         m = mask.bool()[..., None]
         feat = _observed(peaks, mask)[..., None]*self.feat_weight + self.feat_bias
         parts.append(torch.where(m, feat, self.mask_embed.expand(B, -1, -1)) + self.type_embed[1])
-    h = self.enc_norm(self.encoder(torch.cat(parts + [tok_wave], 1)))
+    h = torch.cat(parts + [tok_wave], 1)
+    for blk in self.encoder: h = blk(h)
+    h = self.enc_norm(h)
     h = torch.cat([h[:, 0], h[:, 1]], 1)
     return self.to_mu(h), self.to_logvar(h)
 
@@ -210,7 +269,8 @@ def _tcvae_decode(self:TransformerCVAE, z:Tensor, static:Tensor) -> dict:
     B = z.shape[0]
     s = self.dec_static_embed(static)
     memory = torch.cat([self.z_to_memory(z).view(B, self.n_memory, self.d_model), s[:, None]], 1)
-    h = self.decoder(self.queries.expand(B, -1, -1), memory, tgt_mask=self.causal_mask, tgt_is_causal=True)
+    h = self.queries.expand(B, -1, -1)
+    for blk in self.decoder: h = blk(h, memory, causal=self.causal)
     out = {"recon": self.to_wave(self.dec_norm(h)).reshape(B, self.n_samples)}
     if self.peak_head is not None:
         p = self.peak_head(torch.cat([z, s], 1)); out["peaks"], out["presence"] = p[:, :self.n_peaks], p[:, self.n_peaks:]
@@ -235,3 +295,28 @@ def _tcvae_sample(self:TransformerCVAE, static_params:Tensor, n_samples:int=1, g
     return {**self.decode(z, static), "static": static, "z": z}
 
 TransformerCVAE.encode, TransformerCVAE.decode, TransformerCVAE.forward, TransformerCVAE.sample = _tcvae_encode, _tcvae_decode, _tcvae_forward, _tcvae_sample
+
+# %% ../../nbs/31_abr.models.ipynb #f14382e7
+def _design(df:pd.DataFrame, features) -> np.ndarray:
+    cols = [np.ones(len(df))]
+    for f in features:
+        if f == "hearing_loss": cols += [(df[f].to_numpy() == k).astype(float) for k in HEARING_LOSS[1:]]
+        else: cols.append(df[f].to_numpy(float))
+    return np.column_stack(cols)
+
+def linear_peak_baseline(train:pd.DataFrame, # training recordings (physical units, NaN where a peak is absent)
+                         test:pd.DataFrame, # recordings to predict
+                         features:Sequence[str]=("intensity", "hearing_loss"), # predictors; hearing_loss is one-hot
+                        ) -> pd.DataFrame:
+    "Per peak column, a least-squares fit on `features` over the training rows where it is marked; predictions for `test` (+ `present_<wave>`)."
+    missing = [f for f in features if f not in train or f not in test]
+    if missing: raise KeyError(f"linear_peak_baseline: feature(s) {missing} not in the frames")
+    Xtr, Xte, out = _design(train, features), _design(test, features), {}
+    for c in PEAK_COLS:
+        ok = train[c].notna().to_numpy()
+        coef = np.linalg.lstsq(Xtr[ok], train[c].to_numpy(float)[ok], rcond=None)[0] if ok.sum() > Xtr.shape[1] else None
+        out[c] = Xte @ coef if coef is not None else np.full(len(test), np.nan)
+    for w in ("I", "III", "V"):
+        coef = np.linalg.lstsq(Xtr, train[f"latency_{w}"].notna().to_numpy(float), rcond=None)[0]
+        out[f"present_{w}"] = Xte @ coef > 0.5
+    return pd.DataFrame(out, index=test.index)
