@@ -158,7 +158,7 @@ def test_cache_write_is_atomic_after_a_crash(tmp_path, monkeypatch):
     state = {"n": 0}
     def flaky_save(f, arr, *a, **k):
         state["n"] += 1
-        if state["n"] == 3:  # S1-00's volume: write half the bytes, then die
+        if state["n"] == 4:  # S1-00's volume (after S0-00's volume, mask and seg): write half the bytes, then die
             f.write(b"\x93NUMPY partial"); raise KeyboardInterrupt("power cut")
         return real_save(f, arr, *a, **k)
     monkeypatch.setattr(np, "save", flaky_save)
@@ -166,7 +166,7 @@ def test_cache_write_is_atomic_after_a_crash(tmp_path, monkeypatch):
     monkeypatch.setattr(np, "save", real_save)
     vol_dir = next((tmp_path / "data_root" / "mri_cache").iterdir()) / "volumes"
     names = sorted(p.name for p in vol_dir.iterdir())
-    assert names == ["S0-00.json", "S0-00.npy", "S0-00.seg.npy"], names  # no half file, no temp file
+    assert names == ["S0-00.json", "S0-00.mask.npy", "S0-00.npy", "S0-00.seg.npy"], names  # no half file, no temp file
     t0 = (vol_dir / "S0-00.json").stat().st_mtime_ns
     c = build_cache(raw, img_size=16, spacing=3.0)
     assert c.folders() == ["S0-00", "S1-00", "S2-00"]
@@ -254,13 +254,13 @@ def test_synthetic_cohort_deterministic_and_cached(tmp_path):
     b = synthetic_cohort(tmp_path / "b", n_subjects=1, seed=3)
     gt_a, gt_b = pd.read_csv(a / "ground_truth.csv"), pd.read_csv(b / "ground_truth.csv")
     pd.testing.assert_frame_equal(gt_a, gt_b)
-    assert 2 <= len(gt_a) <= 6 and list(gt_a.folder) == [f"SYN000-{t:02d}" for t in range(len(gt_a))]
+    assert 3 <= len(gt_a) <= 6 and list(gt_a.folder) == [f"SYN000-{t:02d}" for t in range(len(gt_a))]
     for f in gt_a.folder:
         for m in (*CHANNELS, "seg"):
             pa, pb = a / f / f"{f}-{m}.nii.gz", b / f / f"{f}-{m}.nii.gz"
             np.testing.assert_array_equal(np.asarray(nib.load(pa).dataobj), np.asarray(nib.load(pb).dataobj))
-    # volumes follow the Gompertz curve; time is increasing; the lesion is where the ground truth says
-    assert (np.diff(gt_a.time_years) > 0).all() and (np.diff(gt_a.lesion_volume_ml) > 0).all()
+    # exact volumes follow the Gompertz curve; time is increasing; the lesion is where the ground truth says
+    assert (np.diff(gt_a.time_years) > 0).all() and gt_a.growth_class.nunique() == 1
     np.testing.assert_allclose(gt_a.lesion_volume_ml, gt_a.gompertz_volume_ml, atol=0.0041)
     V = gt_a.gompertz_K_ml * np.exp(np.log(gt_a.gompertz_V0_ml / gt_a.gompertz_K_ml) * np.exp(-gt_a.gompertz_alpha * gt_a.time_years))
     np.testing.assert_allclose(gt_a.gompertz_volume_ml, V, rtol=1e-9)
@@ -268,12 +268,18 @@ def test_synthetic_cohort_deterministic_and_cached(tmp_path):
     img = nib.as_closest_canonical(nib.load(a / row.folder / f"{row.folder}-seg.nii.gz"))
     seg = np.asarray(img.dataobj)
     centroid = img.affine @ np.r_[np.argwhere(seg == 3).mean(0), 1]
-    np.testing.assert_allclose(centroid[:3], row[["centroid_x", "centroid_y", "centroid_z"]].astype(float), atol=1e-3)
-    np.testing.assert_allclose((seg == 3).sum() * 8e-3, row.lesion_volume_ml)
+    np.testing.assert_allclose(centroid[:3], row[["centroid_x", "centroid_y", "centroid_z"]].astype(float), atol=2.0)
+    # the -seg file is a noisy measurement: its volume is the table's seg_volume_ml, not the exact lesion volume
+    np.testing.assert_allclose((seg == 3).sum() * 8e-3, row.seg_volume_ml)
+    rel = gt_a.seg_volume_ml / gt_a.lesion_volume_ml - 1
+    assert (rel != 0).all() and rel.abs().max() < 0.35
+    # skull-stripped: exactly 0 outside an intracranial mask
+    vol0, _, _ = read_subject(a / row.folder)
+    assert (vol0 == 0).all(0).mean() > 0.3 and 1300 < (vol0 > 0).any(0).sum() * 8e-3 < 2400
     # the lesion enhances: brighter on t1c than on t1n relative to white-matter-ish brain
     vol, _, _ = read_subject(a / row.folder)
     les, head = seg == 3, mdata.head_mask(vol)
-    assert head[les].all() and 0.3 < head.mean() < 0.8
+    assert head[les].all() and 0.2 < head.mean() < 0.8
     assert vol[0][les].mean() / np.median(vol[0][head]) > 1.5 * vol[1][les].mean() / np.median(vol[1][head])
     # another seed differs; the cached default location is reused without regenerating
     c = synthetic_cohort(tmp_path / "c", n_subjects=1, seed=4)
@@ -285,11 +291,11 @@ def test_synthetic_cohort_deterministic_and_cached(tmp_path):
     # through the reader and the cache: all timepoints of the subject in one split, ground truth attached
     cache = build_cache(a, img_size=16)
     assert cache.subjects.subject.unique().tolist() == ["SYN000"] and cache.subjects.split.nunique() == 1
-    np.testing.assert_allclose(cache.subjects.seg_core_ml, gt_a.lesion_volume_ml, atol=1e-6)
+    np.testing.assert_allclose(cache.subjects.seg_core_ml, gt_a.seg_volume_ml, atol=1e-6)  # read from the -seg files
     for _, r in cache.subjects.iterrows():  # centroid in the cube + the cube's centre = the scanner centroid
         centre = np.array(cache.record(r.folder)["affine"]) @ np.r_[[7.5] * 3, 1]
         np.testing.assert_allclose(centre[:3] + r[["seg_centroid_x", "seg_centroid_y", "seg_centroid_z"]].astype(float),
-                                   r[["centroid_x", "centroid_y", "centroid_z"]].astype(float), atol=1e-3)
+                                   r[["centroid_x", "centroid_y", "centroid_z"]].astype(float), atol=2.0)  # mm: noisy seg vs true lesion
 
 
 def test_fov_crop_is_reported(tmp_path):
@@ -302,7 +308,6 @@ def test_fov_crop_is_reported(tmp_path):
 
 
 def test_mri_dataloaders(tmp_path):
-    pytest.importorskip("vae_notebooks.learner")
     from vae_notebooks.mri.data import mri_dataloaders
     raw = tmp_path / "raw"
     for s in range(4): write_folder(raw, f"S{s}-00", seed=s)
@@ -331,7 +336,7 @@ def test_parallel_build_matches_serial(tmp_path):
 
 def test_cohort_write_is_atomic(tmp_path, monkeypatch):
     import vae_notebooks.mri.synth as synth
-    def crash(tmp, anat, index, seed):
+    def crash(tmp, anat, index, seed, *args):
         (Path(tmp) / "SYN000-00").mkdir(); (Path(tmp) / "SYN000-00" / "SYN000-00-t1c.nii.gz").write_bytes(b"half")
         raise KeyboardInterrupt("power cut")
     monkeypatch.setattr(synth, "_write_subject", crash)

@@ -186,7 +186,7 @@ def preprocess_subject(folder:str|Path, img_size:int=128, spacing:float|None=Non
     x, mean, std = zscore_in_mask(x[:-1], small_mask, folder.name, zero_background)
     voxel_ml = abs(np.linalg.det(affine[:3, :3])) / 1000
     head_ml = float(mask.sum() * voxel_ml)
-    info = dict(x=x, affine=out_aff, mean=mean.tolist(), std=std.tolist(), head_ml=head_ml,
+    info = dict(x=x, mask=small_mask, affine=out_aff, mean=mean.tolist(), std=std.tolist(), head_ml=head_ml,
                 head_frac=float(small_mask.mean()),  # share of the cube that is head
                 head_in_fov=_fraction_in_cube(mask, affine, out_aff, img_size),  # < 1: the cube crops the head
                 seg=None)
@@ -202,7 +202,7 @@ def preprocess_subject(folder:str|Path, img_size:int=128, spacing:float|None=Non
     return info
 
 # %% ../../nbs/20_mri.data.ipynb #694decb1
-PREPROC_VERSION = 2  # bump when preprocessing changes: it is part of the cache key
+PREPROC_VERSION = 3  # bump when preprocessing changes: it is part of the cache key
 _TABLE_COLUMNS = ["folder", "head_ml", "head_frac", "head_in_fov", "seg_core_ml", "seg_whole_ml",
                   "seg_centroid_x", "seg_centroid_y", "seg_centroid_z"]
 
@@ -256,6 +256,9 @@ class MRICache:
         "The preprocessed volume of `folder`: float32 [C,S,S,S] (or the raw memory map with `mmap=True`)."
         arr = np.load(self._file(folder, ".npy"), mmap_mode="r", allow_pickle=False)
         return arr if mmap else np.asarray(arr, dtype=np.float32)
+    def load_mask(self, folder:str) -> np.ndarray:
+        "The brain mask of `folder` on the cube (bool [S,S,S]): the voxels z-scored, scored and shown."
+        return np.load(self._file(folder, ".mask.npy"), allow_pickle=False).astype(bool)
     def load_seg(self, folder:str) -> np.ndarray|None:
         "The resampled segmentation of `folder` (uint8 [S,S,S]), or None if it had none."
         p = self.path/"volumes"/f"{folder}.seg.npy"
@@ -285,6 +288,7 @@ def _cache_one(folder, vol_dir, params, dtype):
     if not np.isfinite(x).all():  # an extreme outlier voxel can overflow float16 (|z| > 65504)
         raise MRIDataError(name, modality_path(folder, params["channels"][0]), f"z-scored values overflow {dtype}; use dtype='float32'")
     atomic_save_npy(vol_dir/f"{name}.npy", x)
+    atomic_save_npy(vol_dir/f"{name}.mask.npy", info.pop("mask").astype(np.uint8))
     seg = info.pop("seg")
     if seg is not None: atomic_save_npy(vol_dir/f"{name}.seg.npy", seg)
     info["affine"] = info["affine"].tolist()
@@ -322,7 +326,8 @@ def build_cache(data_dir:str|Path, # BraTS-style folder of subject folders
     for folder in folders:  # what is cached and still matches its sources is kept; the rest is to do
         rec_path, fp = vol_dir/f"{folder.name}.json", _fingerprint(folder, channels)
         rec = json.loads(rec_path.read_text()) if rec_path.exists() else None
-        if rec is None or rec.get("sources") != fp or not (vol_dir/f"{folder.name}.npy").exists(): todo.append((folder, fp))
+        if rec is None or rec.get("sources") != fp or not (vol_dir/f"{folder.name}.npy").exists() \
+           or not (vol_dir/f"{folder.name}.mask.npy").exists(): todo.append((folder, fp))
         else: records[folder.name] = rec
     def commit(folder, fp, info):  # the record is written last: it is what makes the volume count as cached
         records[folder.name] = rec = dict(folder=folder.name, sources=fp, **info)
@@ -394,9 +399,16 @@ class MRIVolumeDataset(torch.utils.data.Dataset):
     def __repr__(self): return f"MRIVolumeDataset({self.split}, {len(self)} volumes of {tuple(self[0][0].shape) if len(self) else '?'})"
 
 # %% ../../nbs/20_mri.data.ipynb #39fb69e4
-def default_mri_cache(img_size:int=32, n_subjects:int=8, seed:int=0, **kwargs) -> MRICache:
+def default_mri_cache(img_size:int=32, n_subjects:int=8, seed:int=0,
+                      resolution:int|None=None, # mm of the synthetic scans; None: 4 when the cube's voxels are >= 4 mm, else 2
+                      timepoints:tuple=(3, 6), # scans per subject (fewest, most)
+                      **kwargs) -> MRICache:
     "The embedded default data set: `synthetic_cohort(n_subjects, seed)` cached at `img_size`."
-    return build_cache(synthetic_cohort(n_subjects=n_subjects, seed=seed), img_size=img_size, seed=seed, **kwargs)
+    if resolution is None:
+        spacing = kwargs.get("spacing") or kwargs.get("fov_mm", 200.0) / img_size
+        resolution = 4 if spacing >= 4 else 2
+    cohort = synthetic_cohort(n_subjects=n_subjects, seed=seed, resolution=resolution, timepoints=timepoints)
+    return build_cache(cohort, img_size=img_size, seed=seed, **kwargs)
 
 def mri_dataloaders(cache:MRICache|str|Path|None=None, # an `MRICache`, a data folder to cache, or None for the default
                     bs:int=2, # batch size

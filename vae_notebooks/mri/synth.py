@@ -1,4 +1,4 @@
-"""Four-contrast brain MRI with a growing meningioma-like lesion, synthesised from the MNI152 anatomy that nilearn ships, written as BraTS-style NIfTI folders.
+"""Four-contrast, skull-stripped brain MRI with a meningioma-like lesion that grows, stays stable or shrinks, synthesised from the MNI152 anatomy that nilearn ships, written as BraTS-style NIfTI folders with noisy segmentations.
 
 Docs: https://vae-notebooks.github.io/vae_notebooks/mri.synth.html.md"""
 
@@ -17,13 +17,14 @@ from scipy import ndimage
 from ..core import data_root, atomic_path, atomic_write_json
 
 # %% auto #0
-__all__ = ['CHANNELS', 'TISSUES', 'SYNTH_VERSION', 'INTENSITY_TABLE', 'GROUND_TRUTH_COLUMNS', 'mni_anatomy', 'warp',
-           'random_deformation', 'gompertz_volume', 'synthetic_cohort', 'show_cohort']
+__all__ = ['CHANNELS', 'TISSUES', 'SYNTH_VERSION', 'INTENSITY_TABLE', 'GROWTH_MIX', 'GROUND_TRUTH_COLUMNS', 'SEG_CV',
+           'SEG_MISS_RATE', 'SEG_MISS', 'mni_anatomy', 'warp', 'random_deformation', 'gompertz_volume',
+           'measured_volume', 'synthetic_cohort', 'show_cohort']
 
 # %% ../../nbs/20a_mri.synth.ipynb #c1c0abaf
 CHANNELS = ("t1c", "t1n", "t2f", "t2w")  # BraTS 2023 order: T1 contrast-enhanced, T1 native, T2-FLAIR, T2
 TISSUES = ("gm", "wm", "csf", "skull", "scalp", "lesion", "rim", "edema")
-SYNTH_VERSION = 3  # bump when the generator changes: it is part of the cache key
+SYNTH_VERSION = 4  # bump when the generator changes: it is part of the cache key
 
 _ANATOMY_KEYS = ("gm", "wm", "csf", "brain", "dist", "affine")
 
@@ -128,11 +129,21 @@ def gompertz_volume(t, # time(s) in years
     return K * np.exp(np.log(V0 / K) * np.exp(-alpha * np.asarray(t, dtype=float)))
 
 # %% ../../nbs/20a_mri.synth.ipynb #16db9128
-def _subject_params(rng, index):
-    K = rng.uniform(15, 50)
-    n_tp = int(rng.integers(2, 7))
-    times = np.concatenate([[0.0], np.cumsum(rng.uniform(0.25, 1.5, n_tp - 1))])
-    return dict(subject=f"SYN{index:03d}", K=K, V0=K*rng.uniform(0.05, 0.35), alpha=rng.uniform(0.25, 0.9),
+GROWTH_MIX = {"growing": 0.6, "stable": 0.3, "shrinking": 0.1}  # proportions of the growth classes
+
+def _growth_params(rng, growth_class):
+    if growth_class == "growing":
+        K = rng.uniform(15, 50); return dict(K=K, V0=K*rng.uniform(0.15, 0.5), alpha=rng.uniform(0.15, 0.5))
+    if growth_class == "stable":
+        V0 = rng.uniform(5, 40); return dict(K=V0, V0=V0, alpha=rng.uniform(0.15, 0.5))
+    V0 = rng.uniform(15, 45); return dict(K=V0*rng.uniform(0.35, 0.7), V0=V0, alpha=rng.uniform(0.3, 0.8))
+
+def _subject_params(rng, index, timepoints=(3, 6)):
+    growth_class = str(rng.choice(list(GROWTH_MIX), p=list(GROWTH_MIX.values())))
+    n_tp = int(rng.integers(timepoints[0], timepoints[1] + 1))
+    gaps = np.clip(rng.gamma(2.0, 0.35, n_tp - 1), 1/6, 2.5)
+    times = np.concatenate([[0.0], np.cumsum(gaps)])
+    return dict(subject=f"SYN{index:03d}", growth_class=growth_class, **_growth_params(rng, growth_class),
                 times=times, orientation=str(rng.choice(["RAS", "LAS", "LPS"])),
                 edema=rng.uniform(0.0, 0.45), noise=rng.uniform(0.02, 0.04),
                 table=INTENSITY_TABLE.values * np.exp(rng.normal(0, 0.04, INTENSITY_TABLE.shape)),
@@ -159,12 +170,12 @@ def _lesion_geometry(rng, icv, spacing, center_vox):
     basis = np.stack([t1, t2, n]) / axes[:, None]
     return c, basis
 
-# %% ../../nbs/20a_mri.synth.ipynb #cbeba727
+# %% ../../nbs/20a_mri.synth.ipynb #5e87aa15
 def _band(d, lo, hi, w=1.0):
     return np.clip((d - lo)/w + 0.5, 0, 1) * np.clip((hi - d)/w + 0.5, 0, 1)
 
-def _render_scan(rng, subj, rho, s, sp):
-    "Images [4,X,Y,Z] float32 and seg [X,Y,Z] uint8 of one scan with lesion size `s` (normalised radius)."
+def _render_scan(rng, subj, rho, s, sp, s_seg=None, skull_strip=True):
+    "Images [4,X,Y,Z] float32, seg [X,Y,Z] uint8 (lesion of size `s_seg`) and the true lesion mask, for lesion size `s`."
     dist, icv, c, spacing = subj["dist"], subj["icv"], sp["c"], subj["spacing"]
     # mass effect: output voxel -> subject-space voxel along the ray from c, volume-preserving in rho^3
     ratio = np.cbrt(np.maximum(rho**3 - s**3, 0)) / np.maximum(rho, 1e-6)
@@ -193,8 +204,10 @@ def _render_scan(rng, subj, rho, s, sp):
     sigma = (sp["noise"] * gain).astype(np.float32)[:, None, None, None]
     imgs += sigma * rng.standard_normal(imgs.shape, dtype=np.float32)
     imgs = np.hypot(imgs, sigma * rng.standard_normal(imgs.shape, dtype=np.float32))  # Rician magnitude
-    seg = np.zeros(dist.shape, np.uint8); seg[edema & (f[7] > 0.5)] = 2; seg[lesion] = 3
-    return imgs, seg
+    if skull_strip: imgs *= icv
+    seg = np.zeros(dist.shape, np.uint8); seg[edema & (f[7] > 0.5)] = 2
+    seg[lesion if s_seg is None else icv & (rho <= s_seg)] = 3
+    return imgs, seg, lesion
 
 # %% ../../nbs/20a_mri.synth.ipynb #e7d0c9b8
 def _reorient(arr, affine, orientation):
@@ -209,21 +222,31 @@ def _reorient(arr, affine, orientation):
 
 # %% ../../nbs/20a_mri.synth.ipynb #b1fc9a29
 GROUND_TRUTH_COLUMNS = ["folder", "subject", "timepoint", "time_years", "lesion_volume_ml", "centroid_x", "centroid_y",
-                        "centroid_z", "gompertz_alpha", "gompertz_K_ml", "gompertz_V0_ml", "gompertz_volume_ml",
-                        "edema_volume_ml", "orientation"]
+                        "centroid_z", "growth_class", "gompertz_alpha", "gompertz_K_ml", "gompertz_V0_ml", "gompertz_volume_ml",
+                        "seg_volume_ml", "edema_volume_ml", "orientation"]
+SEG_CV = 0.05              # coefficient of variation of a segmentation's lesion volume
+SEG_MISS_RATE = 0.05       # share of scans whose segmentation misses by much more ...
+SEG_MISS = (0.20, 0.30)    # ... a relative volume error of this size, either sign
+
+def measured_volume(rng:np.random.Generator, V:float, # true volume
+                    cv:float=SEG_CV, miss_rate:float=SEG_MISS_RATE, miss:tuple=SEG_MISS) -> float:
+    "A segmentation's volume of a lesion of true volume `V`: `V*(1+e)`, `e ~ N(0, cv²)`, or a miss of ±`miss` with probability `miss_rate`."
+    e = rng.normal(0, cv)
+    if rng.random() < miss_rate: e = rng.choice([-1, 1]) * rng.uniform(*miss)
+    return float(V * max(1 + e, 0.05))
 
 def _cohort_key(params):
     return hashlib.sha1(json.dumps(params, sort_keys=True).encode()).hexdigest()[:12]
 
-def _write_subject(tmp, anat, index, seed):
-    rng = np.random.default_rng([seed, index])
-    sp = _subject_params(rng, index)
+def _write_subject(tmp, anat, index, seed, skull_strip=True, timepoints=(3, 6), seg_noise=True):
+    rng, rng_seg = np.random.default_rng([seed, index]), np.random.default_rng([seed, index, 1])
+    sp = _subject_params(rng, index, timepoints)
     shape, spacing = anat["gm"].shape, anat["spacing"]
     center = np.argwhere(anat["brain"] > 0).mean(0).astype(np.float32)
     maps = warp(np.stack([anat[k] for k in ("gm", "wm", "csf", "brain", "dist")]), random_deformation(rng, shape, spacing, center))
     dist = maps[4]
     subj = dict(brain_maps=maps[:4], dist=dist, icv=dist <= 3.0, icv_soft=np.clip(3.5 - dist, 0, 1), spacing=spacing,
-                skull=_band(dist, 3, 7), scalp=_band(dist, 7, 12))
+                skull=_band(dist, 3, 7), scalp=_band(dist, 7, 12))  # stripped again after rendering when skull_strip
     subj["skull"] *= 1 - subj["icv_soft"]; subj["scalp"] *= 1 - subj["icv_soft"]
     c, basis = _lesion_geometry(rng, subj["icv"], spacing, center)
     sp["grid"], sp["c"] = _grid(shape), c.astype(np.float32)
@@ -233,9 +256,10 @@ def _write_subject(tmp, anat, index, seed):
     rows = []
     for tp, t in enumerate(sp["times"]):
         V = float(gompertz_volume(t, sp["V0"], sp["K"], sp["alpha"]))
-        n_vox = max(int(round(V / voxel_ml)), 1)
-        s = float(rho_sorted[n_vox - 1])
-        imgs, seg = _render_scan(rng, subj, rho, s, sp)
+        size = lambda v: float(rho_sorted[min(max(int(round(v / voxel_ml)), 1), len(rho_sorted)) - 1])
+        s = size(V)
+        s_seg = size(measured_volume(rng_seg, V)) if seg_noise else s
+        imgs, seg, lesion = _render_scan(rng, subj, rho, s, sp, s_seg, skull_strip)
         folder = f"{sp['subject']}-{tp:02d}"
         (tmp/folder).mkdir()
         for ch, name in enumerate(CHANNELS):
@@ -243,24 +267,31 @@ def _write_subject(tmp, anat, index, seed):
             nib.save(nib.Nifti1Image(arr, aff), tmp/folder/f"{folder}-{name}.nii.gz")
         arr, aff = _reorient(seg, anat["affine"], sp["orientation"])
         nib.save(nib.Nifti1Image(arr, aff), tmp/folder/f"{folder}-seg.nii.gz")
-        centroid = anat["affine"] @ np.r_[np.argwhere(seg == 3).mean(0), 1.0]
+        centroid = anat["affine"] @ np.r_[np.argwhere(lesion).mean(0), 1.0]
         rows.append(dict(folder=folder, subject=sp["subject"], timepoint=tp, time_years=float(t),
-                         lesion_volume_ml=float((seg == 3).sum() * voxel_ml), centroid_x=centroid[0],
-                         centroid_y=centroid[1], centroid_z=centroid[2], gompertz_alpha=sp["alpha"],
-                         gompertz_K_ml=sp["K"], gompertz_V0_ml=sp["V0"], gompertz_volume_ml=V,
+                         lesion_volume_ml=float(lesion.sum() * voxel_ml), centroid_x=centroid[0],
+                         centroid_y=centroid[1], centroid_z=centroid[2], growth_class=sp["growth_class"],
+                         gompertz_alpha=sp["alpha"], gompertz_K_ml=sp["K"], gompertz_V0_ml=sp["V0"], gompertz_volume_ml=V,
+                         seg_volume_ml=float((seg == 3).sum() * voxel_ml),
                          edema_volume_ml=float((seg == 2).sum() * voxel_ml), orientation=sp["orientation"]))
     return rows
 
 def synthetic_cohort(root:str|Path|None=None, # output folder; `None`: `data_root()/mri_synthetic/<key>`
-                     n_subjects:int=8, # number of subjects (each with 2-6 timepoints)
+                     n_subjects:int=8, # number of subjects (each with `timepoints` scans)
                      seed:int=0, # everything is deterministic from it
-                     resolution:int=2, # voxel size in mm of the written volumes (MNI152 at 1 or 2 mm)
+                     resolution:int=2, # voxel size in mm of the written volumes (MNI152 resampled by nilearn: 1-4 mm)
                      overwrite:bool=False, # regenerate even if a complete cohort is already there
                      verbose:bool=False,
+                     skull_strip:bool=True, # zero outside the intracranial mask, as BraTS distributes its scans
+                     timepoints:tuple=(3, 6), # fewest and most scans per subject
+                     seg_noise:bool=True, # `-seg` files are noisy measurements (`SEG_CV`, `SEG_MISS_RATE`); False: exact
                     ) -> Path:
-    "Write (or reuse) a synthetic longitudinal BraTS-layout cohort with a growing meningioma; return its folder."
+    "Write (or reuse) a synthetic longitudinal BraTS-layout cohort of meningiomas (growing, stable, shrinking); return its folder."
     if n_subjects < 1: raise ValueError(f"n_subjects must be >= 1, got {n_subjects}")
-    params = dict(n_subjects=int(n_subjects), seed=int(seed), resolution=int(resolution), version=SYNTH_VERSION)
+    lo, hi = (int(v) for v in timepoints)
+    if not 1 <= lo <= hi: raise ValueError(f"timepoints must be (fewest, most) with 1 <= fewest <= most, got {timepoints}")
+    params = dict(n_subjects=int(n_subjects), seed=int(seed), resolution=int(resolution), version=SYNTH_VERSION,
+                  skull_strip=bool(skull_strip), timepoints=[lo, hi], seg_noise=bool(seg_noise))
     key = f"n{n_subjects}-s{seed}-r{resolution}-{_cohort_key(params)}"
     root = data_root()/"mri_synthetic"/key if root is None else Path(root).expanduser()
     if (root/"ground_truth.csv").exists() and not overwrite:
@@ -275,7 +306,7 @@ def synthetic_cohort(root:str|Path|None=None, # output folder; `None`: `data_roo
     try:
         rows = []
         for i in range(n_subjects):
-            rows += _write_subject(tmp, anat, i, seed)
+            rows += _write_subject(tmp, anat, i, seed, skull_strip, (lo, hi), seg_noise)
             if verbose: print(f"subject {i+1}/{n_subjects}: {rows[-1]['timepoint']+1} scans")
         pd.DataFrame(rows, columns=GROUND_TRUTH_COLUMNS).to_csv(tmp/"ground_truth.csv", index=False)
         atomic_write_json(tmp/"cohort.json", params)
