@@ -19,54 +19,58 @@ def df():
 
 
 def _export(df, n_samples=None, rename=None):
-    "A clinical-style export: canonical static/peak columns (optionally renamed), waveform columns '1'..'N'."
+    "A clinical-style export: canonical static/peak columns (optionally renamed), waveform columns '1'..'N' (20 kHz from onset)."
     w = df[list(WAVEFORM_COLS)].to_numpy()
     if n_samples is not None: w = w[:, :n_samples]
     head = df.iloc[:, :12].rename(columns=rename or {})
     return pd.concat([head, pd.DataFrame(w, columns=[str(i + 1) for i in range(w.shape[1])])], axis=1)
 
+AXIS = dict(sampling_rate_hz=20000, prestim_ms=0.0)   # the time axis a numbered export must declare
+
 
 # ---------------------------------------------------------------- loader: bad inputs
-@pytest.mark.parametrize("col", ["age", "rate", "hearing_loss", "latency_V", "amplitude_I"])
+@pytest.mark.parametrize("col", ["age", "rate", "hearing_loss"])
 def test_missing_column_is_named(df, tmp_path, col):
     p = tmp_path/"abr.csv"; _export(df).drop(columns=[col]).to_csv(p, index=False)
-    with pytest.raises(KeyError) as e: load_abr(p)
+    with pytest.raises(KeyError) as e: load_abr(p, **AXIS)
     assert col in str(e.value) and "abr.csv" in str(e.value)
 
 
 def test_column_map_fixes_other_naming(df, tmp_path):
     p = tmp_path/"abr.xlsx"; _export(df.iloc[:30], rename={"latency_V": "V Latency", "intensity": "Intensity"}).to_excel(p, index=False)
-    with pytest.raises(KeyError, match="latency_V"): load_abr(p)
-    out = load_abr(p, column_map={"V Latency": "latency_V", "Intensity": "intensity"})
+    with pytest.raises(KeyError, match="intensity"): load_abr(p, **AXIS)
+    out = load_abr(p, column_map={"V Latency": "latency_V", "Intensity": "intensity"}, **AXIS)
     assert out.shape == (30, 12 + 200)
     np.testing.assert_allclose(out.latency_V.to_numpy(), df.latency_V.iloc[:30].to_numpy())
 
 
 @pytest.mark.parametrize("col", ["latency_I", "amplitude_V"])
-def test_all_nan_peak_column(df, col):
-    with pytest.raises(ValueError, match=col): load_abr(_export(df).assign(**{col: np.nan}))
+def test_all_nan_peak_column_warns(df, col):
+    with pytest.warns(UserWarning, match=col): out = load_abr(_export(df).assign(**{col: np.nan}), **AXIS)
+    assert out[col].isna().all()
 
 
 def test_wrong_waveform_length(df, tmp_path):
     p = tmp_path/"short.csv"; _export(df, n_samples=150).to_csv(p, index=False)
-    with pytest.raises(ValueError, match=r"\[300, 150\].*\[300, 200\]"): load_abr(p, resample=False)
-    with pytest.raises(ValueError, match="min_samples"): load_abr(_export(df, n_samples=20))
-    # resampling a 400-sample export over the same 10 ms gives 200 samples
+    with pytest.raises(ValueError, match=r"0 to 7.45 ms after onset, the model needs 0 to 9.95 ms"): load_abr(p, **AXIS)
+    with pytest.raises(ValueError, match="min_samples"): load_abr(_export(df, n_samples=20), **AXIS)
+    # a 400-sample export at 40 kHz over the same 10 ms gives 200 samples
     w = np.repeat(df[list(WAVEFORM_COLS)].to_numpy(), 2, axis=1)
     dense = pd.concat([df.iloc[:, :12], pd.DataFrame(w, columns=[str(i + 1) for i in range(400)])], axis=1)
-    assert load_abr(dense)[list(WAVEFORM_COLS)].shape == (300, 200)
+    assert load_abr(dense, sampling_rate_hz=40000, prestim_ms=0)[list(WAVEFORM_COLS)].shape == (300, 200)
+    with pytest.raises(ValueError, match=r"\[300, 400\].*\[300, 200\]"): load_abr(dense, sampling_rate_hz=40000, prestim_ms=0, resample=False)
 
 
 def test_bad_values_are_named(df):
-    with pytest.raises(ValueError, match="mild"): load_abr(_export(df).assign(hearing_loss="mild"))
+    with pytest.raises(ValueError, match="mild"): load_abr(_export(df).assign(hearing_loss="mild"), **AXIS)
     bad = _export(df); bad["12"] = bad["12"].astype(object); bad.loc[7, "12"] = "oops"
-    with pytest.raises(ValueError, match=r"rows \[7\]"): load_abr(bad)
+    with pytest.raises(ValueError, match=r"rows \[7\]"): load_abr(bad, **AXIS)
     with pytest.raises(FileNotFoundError, match="nope.csv"): load_abr("nope.csv")
-    with pytest.raises(ValueError, match="no recording has fmp"): load_abr(_export(df), min_fmp=50.0 + df.fmp.max())
+    with pytest.raises(ValueError, match="no recording has fmp"): load_abr(_export(df), min_fmp=50.0 + df.fmp.max(), **AXIS)
 
 
 def test_quality_filter_and_schema(df):
-    out = load_abr(_export(df), min_fmp=3.1)
+    out = load_abr(_export(df), min_fmp=3.1, **AXIS)
     assert len(out) == int((df.fmp >= 3.1).sum()) and list(out.columns[1:5]) == list(STATIC_COLS)
 
 

@@ -17,9 +17,9 @@ from ..core import data_root, atomic_path
 
 # %% auto #0
 __all__ = ['N_SAMPLES', 'WINDOW_MS', 'DT_MS', 'WAVES', 'STATIC_COLS', 'CONTINUOUS_STATIC', 'HEARING_LOSS', 'LATENCY_COLS',
-           'AMPLITUDE_COLS', 'PEAK_COLS', 'WAVEFORM_COLS', 'time_axis_ms', 'abr_latency', 'cochlear_microphonic',
-           'simulate_abr', 'resample_waveforms', 'load_abr', 'split_patients', 'ABRNormalizer', 'ABRData', 'ABRDataset',
-           'default_abr_data']
+           'AMPLITUDE_COLS', 'PEAK_COLS', 'WAVEFORM_COLS', 'LATENCY_RANGE_MS', 'AMPLITUDE_RANGE_UV', 'time_axis_ms',
+           'abr_latency', 'cochlear_microphonic', 'simulate_abr', 'source_time_axis', 'resample_waveforms', 'load_abr',
+           'split_patients', 'ABRNormalizer', 'ABRData', 'ABRDataset', 'default_abr_data']
 
 # %% ../../nbs/30_abr.data.ipynb #b32738a6
 N_SAMPLES = 200      # waveform samples per recording
@@ -196,80 +196,180 @@ _HL_SYNONYMS = {"normal": "normal", "nh": "normal", "sensorineural": "sensorineu
                 "sni": "sensorineural", "cochlear": "sensorineural", "conductive": "conductive", "chl": "conductive",
                 "total": "total", "profound": "total", "anotia": "total", "neuropathy": "neuropathy",
                 "ansd": "neuropathy", "an": "neuropathy", "neural": "neuropathy"}
+_TO_UV = {"uv": 1.0, "µv": 1.0, "nv": 1e-3, "mv": 1e3, "v": 1e6}
+_RANGES = {"age": (0.0, 120.0, "years"), "intensity": (-10.0, 140.0, "dB nHL"), "rate": (1e-9, 200.0, "stimuli/s")}
+LATENCY_RANGE_MS, AMPLITUDE_RANGE_UV = (0.5, WINDOW_MS), (0.0, 10.0)
 
 def _waveform_columns(df, waveform_cols):
     if waveform_cols is not None:
-        if isinstance(waveform_cols, str):
-            cols = [c for c in df.columns if re.fullmatch(waveform_cols, str(c))]
-        else: cols = list(waveform_cols)
-        return cols
+        if isinstance(waveform_cols, str): return [c for c in df.columns if re.fullmatch(waveform_cols, str(c))]
+        missing = [c for c in waveform_cols if c not in df.columns]
+        if missing: raise KeyError(f"waveform_cols {missing[:5]} not in the columns")
+        return list(waveform_cols)
     canon = [c for c in df.columns if re.fullmatch(r"w\d{3}", str(c))]
     if canon: return canon
     return [c for c in df.columns if re.fullmatch(r"\d+", str(c).strip())]
 
+def _rows(mask, index) -> list: return [int(i) for i in np.asarray(index)[np.asarray(mask)][:5]]
+
+def _unit_factor(unit, name:str, allowed) -> float:
+    u = str(unit).strip().lower().replace("μ", "µ")
+    if u not in allowed: raise ValueError(f"{name}={unit!r}: expected one of {sorted(set(allowed))}")
+    return allowed[u]
+
+# %% ../../nbs/30_abr.data.ipynb #dfa81cb1
+def source_time_axis(n_samples:int, # waveform samples per recording in the file
+                     sampling_rate_hz:float|None=None, # samples per second
+                     source_window_ms:float|None=None, # the span the samples cover (n_samples * sampling interval)
+                     prestim_ms:float|None=None, # pre-stimulus baseline before the click (0: the first sample is at onset)
+                     where:str="waveform") -> np.ndarray:
+    "Time (ms after stimulus onset) of each of `n_samples` source samples; the rate or window and the baseline are required."
+    if sampling_rate_hz is None and source_window_ms is None:
+        raise ValueError(f"{where}: {n_samples} samples per recording but no time axis: pass sampling_rate_hz (e.g. 20000) "
+                         f"or source_window_ms (the span the {n_samples} samples cover), and prestim_ms")
+    if sampling_rate_hz is not None and source_window_ms is not None:
+        if abs(n_samples*1000.0/sampling_rate_hz - source_window_ms) > 1e-6*source_window_ms:
+            raise ValueError(f"{where}: sampling_rate_hz={sampling_rate_hz} and source_window_ms={source_window_ms} disagree "
+                             f"for {n_samples} samples ({n_samples*1000.0/sampling_rate_hz:g} ms)")
+    dt = 1000.0/sampling_rate_hz if sampling_rate_hz is not None else source_window_ms/n_samples
+    if not dt > 0: raise ValueError(f"{where}: the sampling interval must be positive (sampling_rate_hz / source_window_ms)")
+    if prestim_ms is None:
+        raise ValueError(f"{where}: pass prestim_ms, the pre-stimulus baseline in ms before the click (0 if the first sample is at onset)")
+    if prestim_ms < 0: raise ValueError(f"{where}: prestim_ms must be >= 0, got {prestim_ms}")
+    return np.arange(n_samples)*dt - prestim_ms
+
 def resample_waveforms(x:np.ndarray, # [N, L] waveforms
-                       n_samples:int=N_SAMPLES, # target length
-                       source_window_ms:float|None=None, # the span the L samples cover; None: WINDOW_MS
-                       window_ms:float=WINDOW_MS, # the target span, from stimulus onset
-                      ) -> np.ndarray:
-    "Linearly interpolate each row from its own time grid onto `n_samples` points over `window_ms`."
-    x = np.asarray(x, float)
-    src = source_window_ms or window_ms
-    t_src, t_dst = time_axis_ms(x.shape[1], src), time_axis_ms(n_samples, window_ms)
-    if t_dst[-1] > t_src[-1] + 1e-9:
-        raise ValueError(f"the source window ({src} ms) is shorter than the target window ({window_ms} ms)")
+                       t_src:np.ndarray, # [L] ms after onset of each source sample (`source_time_axis`)
+                       n_samples:int=N_SAMPLES, window_ms:float=WINDOW_MS, # the target grid, from onset
+                       where:str="waveform") -> np.ndarray:
+    "Linearly interpolate each row from its time axis onto `n_samples` points over [0, `window_ms`)."
+    x, t_src = np.asarray(x, float), np.asarray(t_src, float)
+    t_dst = time_axis_ms(n_samples, window_ms)
+    if t_src[0] > t_dst[0] + 1e-9 or t_src[-1] < t_dst[-1] - 1e-9:
+        raise ValueError(f"{where}: the samples cover {t_src[0]:g} to {t_src[-1]:g} ms after onset, the model needs "
+                         f"{t_dst[0]:g} to {t_dst[-1]:g} ms (check sampling_rate_hz / source_window_ms / prestim_ms)")
+    if len(t_src) == len(t_dst) and np.allclose(t_src, t_dst): return x.copy()
     return np.stack([np.interp(t_dst, t_src, row) for row in x]) if len(x) else np.zeros((0, n_samples))
 
-# %% ../../nbs/30_abr.data.ipynb #92346d68
+# %% ../../nbs/30_abr.data.ipynb #a240da66
+def _read(source, sheet_name):
+    if isinstance(source, pd.DataFrame): return source.copy(), "DataFrame"
+    path = Path(source)
+    if not path.exists(): raise FileNotFoundError(f"ABR file not found: {path}")
+    if path.suffix.lower() in (".xlsx", ".xls"): return pd.read_excel(path, sheet_name=sheet_name), str(path)
+    if path.suffix.lower() in (".csv", ".txt"): return pd.read_csv(path), str(path)
+    raise ValueError(f"{path}: unsupported file type {path.suffix!r} (use .csv or .xlsx)")
+
+def _numeric(raw, c, name, allow_nan=False):
+    v = pd.to_numeric(raw[c], errors="coerce").to_numpy(float)
+    bad = ~np.isfinite(v) & (raw[c].notna().to_numpy() | (not allow_nan))
+    if bad.any(): raise ValueError(f"{name}: column {c!r} has missing or non-numeric values in rows {_rows(bad, raw.index)}")
+    return v
+
+def _check_range(v, c, lo, hi, unit, name, index, hint=""):
+    bad = np.isfinite(v) & ((v < lo) | (v > hi))
+    if bad.any():
+        i = int(np.argmax(bad))
+        raise ValueError(f"{name}: column {c!r}, row {index[i]}: {v[i]:g} is outside {lo:g}-{hi:g} {unit}"
+                         f" ({int(bad.sum())} row(s): {_rows(bad, index)}){hint}")
+
+def _infer_unit(v, c, name, lo, hi, unit, options):
+    "`unit` when at least 90 % of the non-zero values lie in [lo, hi] (the range check then names any outlier), else an error."
+    v = np.abs(v[np.isfinite(v) & (v != 0)])
+    if len(v) == 0 or ((v >= lo) & (v <= hi)).mean() >= 0.9: return unit
+    med = float(np.median(v))
+    raise ValueError(f"{name}: cannot infer the unit of {c!r} (median {med:g}, values {v.min():g}-{v.max():g}; "
+                     f"{unit} would be {lo:g}-{hi:g}): declare it with {options}")
+
+# %% ../../nbs/30_abr.data.ipynb #20815983
 def load_abr(source:str|Path|pd.DataFrame, # a .csv, .xlsx/.xls file or a DataFrame
              column_map:Mapping[str, str]|None=None, # {name in the file: canonical name}, e.g. {"V Latency": "latency_V"}
              waveform_cols:str|Sequence[str]|None=None, # waveform columns (list or regex); default `w000`.. or `1`, `2`, ..
+             sampling_rate_hz:float|None=None, # waveform samples per second (or give source_window_ms)
+             source_window_ms:float|None=None, # ms covered by the file's waveform samples
+             prestim_ms:float|None=None, # pre-stimulus baseline in ms (0: the first sample is at stimulus onset)
+             waveform_unit:str|None=None, # "uV", "nV", "mV" or "V" (None: inferred only if unambiguous)
+             latency_unit:str|None=None, # "ms", "s" or "samples" (of the source sampling; None: inferred if unambiguous)
+             amplitude_unit:str|None=None, # "uV", "nV", "mV" or "V" (None: inferred only if unambiguous)
+             zero_means_missing:bool=False, # a 0 in a peak column means "not marked"
+             hearing_loss_map:Mapping[str, str]|None=None, # {label in the file: class in `HEARING_LOSS`}, e.g. {"mixed": "conductive"}
              min_fmp:float|None=None, # drop recordings whose `fmp` is below this (None: no quality filter)
-             source_window_ms:float|None=None, # ms covered by the file's waveform samples (None: 10 ms)
-             resample:bool=True, # resample waveforms to 200 samples (else their length must already be 200)
+             resample:bool=True, # resample waveforms to the package grid (else they must already be on it)
              sheet_name:str|int=0, # Excel sheet
              min_samples:int=50, # fewer waveform samples than this is an error
             ) -> pd.DataFrame:
-    "Read, rename, validate, quality-filter and resample an ABR export into the package schema."
-    name = "DataFrame" if isinstance(source, pd.DataFrame) else str(source)
-    if isinstance(source, pd.DataFrame): raw = source.copy()
-    else:
-        path = Path(source)
-        if not path.exists(): raise FileNotFoundError(f"ABR file not found: {path}")
-        if path.suffix.lower() in (".xlsx", ".xls"): raw = pd.read_excel(path, sheet_name=sheet_name)
-        elif path.suffix.lower() in (".csv", ".txt"): raw = pd.read_csv(path)
-        else: raise ValueError(f"{path}: unsupported file type {path.suffix!r} (use .csv or .xlsx)")
-    raw = raw.rename(columns={k: v for k, v in (column_map or {}).items()})
+    "Read, rename, validate (time axis, units, ranges), quality-filter and resample an ABR export into the package schema."
+    raw, name = _read(source, sheet_name)
+    raw = raw.rename(columns=dict(column_map or {}))
     raw.columns = [str(c).strip() for c in raw.columns]
-    missing = [c for c in (*STATIC_COLS, *PEAK_COLS) if c not in raw.columns]
+    raw.index = raw.index + (2 if name != "DataFrame" else 0)   # rows as a spreadsheet shows them (header = row 1)
+    missing = [c for c in STATIC_COLS if c not in raw.columns]
     if missing: raise KeyError(f"{name}: missing column(s) {missing}; pass column_map={{'name in file': 'canonical'}} (have {list(raw.columns)[:15]}...)")
+    have_peaks = [c for c in PEAK_COLS if c in raw.columns]
+    if not any(c in raw.columns for c in LATENCY_COLS):
+        raise KeyError(f"{name}: no latency column ({list(LATENCY_COLS)}); map at least one with column_map")
     wcols = _waveform_columns(raw, waveform_cols)
     if len(wcols) == 0: raise KeyError(f"{name}: no waveform columns found (expected w000..w199 or 1..N, or pass waveform_cols)")
     if len(wcols) < min_samples: raise ValueError(f"{name}: waveform has {len(wcols)} samples per recording, fewer than min_samples={min_samples}")
-    if not resample and len(wcols) != N_SAMPLES:
-        raise ValueError(f"{name}: waveform has shape [{len(raw)}, {len(wcols)}], expected [{len(raw)}, {N_SAMPLES}] (set resample=True)")
     wave = raw[wcols].apply(pd.to_numeric, errors="coerce").to_numpy(float)
-    bad = np.where(~np.isfinite(wave).all(1))[0]
-    if len(bad): raise ValueError(f"{name}: {len(bad)} recording(s) with missing/non-numeric waveform samples, rows {bad[:5].tolist()}")
+    bad = ~np.isfinite(wave).all(1)
+    if bad.any(): raise ValueError(f"{name}: {int(bad.sum())} recording(s) with missing/non-numeric waveform samples, rows {_rows(bad, raw.index)}")
+    canonical = list(wcols) == list(WAVEFORM_COLS) and sampling_rate_hz is None and source_window_ms is None
+    t_src = time_axis_ms() if canonical and prestim_ms in (None, 0) else \
+            source_time_axis(len(wcols), sampling_rate_hz, source_window_ms, prestim_ms, where=f"{name}: waveform")
+    if not resample and not (len(t_src) == N_SAMPLES and np.allclose(t_src, time_axis_ms())):
+        raise ValueError(f"{name}: waveform has shape [{len(raw)}, {len(wcols)}] on a different time axis, expected [{len(raw)}, {N_SAMPLES}] "
+                         f"from onset at {1000/DT_MS:g} Hz (set resample=True)")
+    # units
+    p2p = np.median(np.ptp(wave, axis=1)) if len(wave) else 1.0
+    if waveform_unit is None and not 0.05 <= p2p <= 20:
+        guess = "V" if p2p < 1e-4 else "mV" if p2p < 0.05 else "nV"
+        raise ValueError(f"{name}: waveform median peak-to-peak is {p2p:g}, not 0.05-20 as µV would be; declare waveform_unit "
+                         f"(it looks like {guess!r})")
+    wave = wave*_unit_factor(waveform_unit or "uV", "waveform_unit", _TO_UV)
     if min_fmp is not None:
         if "fmp" not in raw.columns: raise KeyError(f"{name}: min_fmp={min_fmp} needs an 'fmp' column (map it with column_map)")
         keep = pd.to_numeric(raw["fmp"], errors="coerce").to_numpy() >= min_fmp
-        raw, wave = raw.loc[keep].reset_index(drop=True), wave[keep]
+        raw, wave = raw.loc[keep], wave[keep]
         if len(raw) == 0: raise ValueError(f"{name}: no recording has fmp >= {min_fmp}")
-    out = pd.DataFrame({"patient_id": raw["patient_id"].astype(str) if "patient_id" in raw else [f"R{i:06d}" for i in range(len(raw))]})
+    idx = raw.index.to_numpy()
+    out = pd.DataFrame({"patient_id": raw["patient_id"].astype(str).to_numpy() if "patient_id" in raw else [f"R{i:06d}" for i in range(len(raw))]})
     for c in CONTINUOUS_STATIC:
-        out[c] = pd.to_numeric(raw[c], errors="coerce").to_numpy(float)
-        if out[c].isna().any(): raise ValueError(f"{name}: column {c!r} has missing or non-numeric values in rows {np.where(out[c].isna())[0][:5].tolist()}")
+        out[c] = _numeric(raw, c, name); lo, hi, unit = _RANGES[c]
+        _check_range(out[c].to_numpy(), c, lo, hi, unit, name, idx)
     labels = raw["hearing_loss"].astype(str).str.strip().str.lower()
-    unknown = sorted(set(labels) - set(_HL_SYNONYMS))
-    if unknown: raise ValueError(f"{name}: unknown hearing_loss value(s) {unknown}; expected one of {HEARING_LOSS}")
-    out["hearing_loss"] = labels.map(_HL_SYNONYMS).to_numpy()
+    vocab = {**_HL_SYNONYMS, **{str(k).strip().lower(): v for k, v in (hearing_loss_map or {}).items()}}
+    wrong = sorted({v for v in vocab.values() if v not in HEARING_LOSS})
+    if wrong: raise ValueError(f"hearing_loss_map maps to {wrong}, which are not classes; use one of {HEARING_LOSS}")
+    unknown = sorted(set(labels) - set(vocab))
+    if unknown:
+        rows = _rows(labels.isin(unknown).to_numpy(), idx)
+        raise ValueError(f"{name}: unknown hearing_loss value(s) {unknown} (rows {rows}); expected one of {HEARING_LOSS} "
+                         f"or map them with hearing_loss_map={{{unknown[0]!r}: 'conductive'}}")
+    out["hearing_loss"] = labels.map(vocab).to_numpy()
     out["fmp"] = pd.to_numeric(raw["fmp"], errors="coerce").to_numpy(float) if "fmp" in raw else np.nan
-    for c in PEAK_COLS: out[c] = pd.to_numeric(raw[c], errors="coerce").to_numpy(float)
-    all_nan = [c for c in PEAK_COLS if out[c].isna().all()]
-    if all_nan: raise ValueError(f"{name}: peak column(s) {all_nan} are all NaN; check column_map (a peak never marked cannot be learnt)")
-    if resample and len(wcols) != N_SAMPLES or source_window_ms not in (None, WINDOW_MS):
-        wave = resample_waveforms(wave, N_SAMPLES, source_window_ms)
+    dt_src = float(np.diff(t_src).mean())
+    for c in PEAK_COLS:
+        if c not in raw.columns: out[c] = np.nan; continue
+        v = _numeric(raw, c, name, allow_nan=True)
+        if zero_means_missing: v = np.where(v == 0, np.nan, v)
+        if c in LATENCY_COLS:
+            unit = latency_unit or _infer_unit(v, c, name, 0.3, 15.0, "ms", "latency_unit='ms', 's' or 'samples'")
+            u = str(unit).lower()
+            if u not in ("ms", "s", "samples"): raise ValueError(f"latency_unit={unit!r}: expected 'ms', 's' or 'samples'")
+            v = v*1000.0 if u == "s" else (v*dt_src + t_src[0]) if u == "samples" else v
+            hint = "; if 0 means 'not marked', pass zero_means_missing=True" if (np.nan_to_num(v, nan=1.0) == 0).any() else ""
+            _check_range(v, c, *LATENCY_RANGE_MS, "ms", name, idx, hint)
+        else:
+            unit = amplitude_unit or _infer_unit(v, c, name, 0.005, 5.0, "µV", "amplitude_unit='uV', 'nV', 'mV' or 'V'")
+            v = v*_unit_factor(unit if unit != "µV" else "uV", "amplitude_unit", _TO_UV)
+            _check_range(v, c, *AMPLITUDE_RANGE_UV, "µV", name, idx)
+        out[c] = v
+    absent = [c for c in PEAK_COLS if c not in have_peaks]
+    if absent: warnings.warn(f"{name}: no column(s) {absent}: those peaks load as not marked (NaN)")
+    all_nan = [c for c in have_peaks if out[c].isna().all()]
+    if all_nan: warnings.warn(f"{name}: peak column(s) {all_nan} are all NaN (never marked); check column_map")
+    wave = resample_waveforms(wave, t_src, where=f"{name}: waveform")
     return pd.concat([out, pd.DataFrame(wave.astype(np.float32), columns=list(WAVEFORM_COLS))], axis=1)
 
 # %% ../../nbs/30_abr.data.ipynb #812874b3
@@ -299,8 +399,8 @@ class ABRNormalizer:
         for c in CONTINUOUS_STATIC: s[f"{c}_mean"], s[f"{c}_std"] = float(df[c].mean()), float(df[c].std(ddof=0) + 1e-8)
         for c in PEAK_COLS:
             v = df[c].dropna()
-            if len(v) == 0: raise ValueError(f"cannot fit the normaliser: {c!r} has no observed value in the training split")
-            s[f"{c}_mean"], s[f"{c}_std"] = float(v.mean()), float(v.std(ddof=0) + 1e-8)
+            # a peak never marked in training (a wave-V-only data set) gets the identity transform; its mask is always 0
+            s[f"{c}_mean"], s[f"{c}_std"] = (float(v.mean()), float(v.std(ddof=0) + 1e-8)) if len(v) else (0.0, 1.0)
         return cls(s)
     def to_dict(self): return dict(self.stats)
     @classmethod
