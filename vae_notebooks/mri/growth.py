@@ -1,4 +1,4 @@
-"""`train_growth`: encode a longitudinal MRI cohort with an Exp3 VAE, fit the Gompertz latent ODE, forecast each held-out subject's last visit, and compare with volume-only baselines.
+"""`train_growth`: forecasts of lesion volume compared on equal footing (from images alone, and with segmentations), on held-out subjects, with measurement noise, growth classes and calibrated 90% bands.
 
 Docs: https://vae-notebooks.github.io/vae_notebooks/mri.growth.html.md"""
 
@@ -13,13 +13,17 @@ import pandas as pd
 import torch
 from scipy.optimize import least_squares
 from ..core import set_seed, default_device, resolve_config, atomic_path, atomic_write_json
+from torch import Tensor
 from .ode import (SubjectTrajectory, LatentODE, fit_latent_ode, forecast, gompertz_log_volume)
 from .exp3 import LatentPartition, Exp3VAE, Exp3Loss, Exp3Dataset, alignment_report
 
 # %% auto #0
-__all__ = ['METHODS', 'DEFAULTS', 'forecast_no_growth', 'forecast_linear_log', 'fit_gompertz_volumes', 'cohort_gompertz_fit',
-           'forecast_gompertz_volumes', 'encode_cohort', 'cohort_trajectories', 'evaluate_forecasts',
-           'comparison_table', 'plot_growth_forecasts', 'train_growth']
+__all__ = ['CLASSES', 'GROWTH_MIX', 'SETTINGS', 'METHODS', 'SETTING_WORDS', 'DEFAULTS', 'TRUTH_COLUMNS', 'forecast_no_growth',
+           'forecast_linear_log', 'fit_gompertz_volumes', 'cohort_gompertz_fit', 'forecast_gompertz_volumes',
+           'encode_cohort', 'growth_class', 'simulate_growth_cohort', 'setting_trajectories', 'forecast_methods',
+           'forecast_outcomes', 'conformal_bands', 'band_verdict', 'summarise_outcomes', 'paired_differences',
+           'verdict_sentence', 'compare_forecasts', 'readout_errors', 'decomposition_table', 'simulated_size_check',
+           'plot_forecast_trajectories', 'cohort_visits', 'train_growth']
 
 # %% ../../nbs/25_mri.growth.ipynb #57024649
 def forecast_no_growth(times, log_volume, t_new):
@@ -96,119 +100,387 @@ def encode_cohort(model, # a VAE with `encode(x) -> (mu, logvar)`
     model.train(was)
     return table, torch.cat(mus), torch.cat(lvs)
 
-def cohort_trajectories(table:pd.DataFrame, mu:torch.Tensor, logvar:torch.Tensor|None=None,
-                        volume_col:str="lesion_volume_ml") -> dict:
-    "One `SubjectTrajectory` per subject (visits sorted by time), keyed by subject id."
-    if len(table) != len(mu): raise ValueError(f"table has {len(table)} rows but mu has {len(mu)}")
-    t = table.reset_index(drop=True).copy()
-    t["_time"] = t["time_years"] if "time_years" in t else t["timepoint"].astype(float)
-    if t["_time"].isna().any(): raise ValueError(f"time_years is missing for {t.folder[t._time.isna()].tolist()[:5]}")
-    out = {}
-    for subject, g in t.groupby("subject", sort=True):
-        g = g.sort_values("_time"); idx = torch.tensor(g.index.to_numpy())
-        logv = torch.tensor(np.log(g[volume_col].to_numpy(float))) if volume_col in g and g[volume_col].notna().all() else None
-        out[str(subject)] = SubjectTrajectory(str(subject), torch.tensor(g._time.to_numpy(float)), mu[idx],
-                                              None if logvar is None else logvar[idx], logv)
-    return out
-
 # %% ../../nbs/25_mri.growth.ipynb #11ebe33f
-METHODS = ("latent_ode", "gompertz_volumes", "linear_log_volume", "no_growth", "readout_of_last_scan")
+CLASSES = ("shrink", "stable", "grow")
 
-def evaluate_forecasts(ode:LatentODE, subjects:dict, # held-out `SubjectTrajectory`s (with `log_volume`)
-                       prior:dict, # `cohort_gompertz_fit` of the training subjects
-                       truth:pd.DataFrame|None=None, # per-subject true `gompertz_alpha` / `gompertz_K_ml`
-                       n_samples:int=32, seed:int=0) -> tuple:
-    "Forecast each held-out subject's last visit from the earlier ones: (per-subject rows, forecasts)."
-    rows, forecasts = [], {}
-    for name, s in subjects.items():
-        if s.n_visits < 2: continue
-        if s.log_volume is None: raise ValueError(f"subject {name}: no measured volumes to evaluate against")
-        obs, t_last = s.prefix(s.n_visits - 1), s.times[-1:]
-        v_true, z_true = float(torch.exp(s.log_volume[-1])), s.mu[-1]
-        fc = forecast(ode, obs, t_last, n_samples=n_samples, seed=seed)
-        forecasts[name] = fc
-        t_o, y_o = obs.times.numpy(), obs.log_volume.numpy()
-        lg, alpha_g = forecast_gompertz_volumes(t_o, y_o, t_last.numpy(), prior)
-        lin = forecast_linear_log(t_o, y_o, t_last.numpy())
-        if obs.n_visits >= 2:
-            A = np.c_[t_o, np.ones_like(t_o)]
-            coef = np.linalg.lstsq(A, obs.mu.numpy(), rcond=None)[0]
-            z_lin = torch.tensor(np.r_[t_last.numpy(), 1.] @ coef, dtype=torch.float32)
-        else: z_lin = obs.mu[-1]
-        preds = dict(latent_ode=(float(fc.volume_ml[0]), fc.z[0], fc.alpha_per_year, (float(fc.volume_lo[0]), float(fc.volume_hi[0]))),
-                     gompertz_volumes=(float(np.exp(lg[0])), None, alpha_g, None),
-                     linear_log_volume=(float(np.exp(lin[0])), z_lin, None, None),
-                     no_growth=(float(np.exp(y_o[-1])), obs.mu[-1], None, None),
-                     readout_of_last_scan=(float(torch.exp(ode.readout[0] * z_true[ode.vol_dim] + ode.readout[1])), None, None, None))
-        t_alpha = float(truth.loc[name, "gompertz_alpha"]) if truth is not None and name in truth.index else float("nan")
-        for m, (v, z, a, band) in preds.items():
-            rows.append(dict(subject=name, method=m, n_observed=obs.n_visits, horizon_years=float(t_last - obs.times[-1]),
-                             volume_true_ml=v_true, volume_pred_ml=v, rel_error=abs(v - v_true) / v_true,
-                             latent_mse=float((z - z_true).pow(2).mean()) if z is not None else float("nan"),
-                             in_band=(band[0] <= v_true <= band[1]) if band else None,
-                             alpha_pred=a if a is not None else float("nan"), alpha_true=t_alpha,
-                             fallback=("cohort" if obs.n_visits < 2 and m in ("latent_ode", "gompertz_volumes") else None)))
-    return pd.DataFrame(rows), forecasts
+def growth_class(delta_log_volume, # change of log volume over the window
+                 years, # length of the window (years)
+                 threshold:float=0.1): # |annualised change of log volume| below this is "stable" (0.1: about 10 %/year)
+    "grow / stable / shrink from a change of log volume over `years` (annualised, against `threshold`)."
+    rate = np.asarray(delta_log_volume, float) / np.maximum(np.asarray(years, float), 1e-6)
+    return np.where(rate > threshold, "grow", np.where(rate < -threshold, "shrink", "stable"))
 
-def comparison_table(per_subject:pd.DataFrame) -> pd.DataFrame:
-    "One row per method: mean/median relative volume error, mean latent MSE, growth-rate error, 90% band coverage, subjects."
-    g = per_subject.groupby("method", sort=False)
-    tab = pd.DataFrame(dict(rel_error_mean=g.rel_error.mean(), rel_error_median=g.rel_error.median(),
-                            latent_mse=g.latent_mse.mean(),
-                            alpha_mae=g.apply(lambda d: (d.alpha_pred - d.alpha_true).abs().mean(), include_groups=False),
-                            band_coverage=g.apply(lambda d: d.in_band.dropna().astype(float).mean() if d.in_band.notna().any() else float("nan"), include_groups=False),
-                            n_subjects=g.size()))
-    return tab.reindex([m for m in METHODS if m in tab.index])
+# %% ../../nbs/25_mri.growth.ipynb #b08f2a58
+GROWTH_MIX = {"grow": 0.6, "stable": 0.3, "shrink": 0.1}
+
+def simulate_growth_cohort(n_subjects:int=60, # subjects
+                           latent_dim:int=3, # D; dim 0 reads the log volume
+                           n_visits:tuple=(3, 7), # min and max visits per subject
+                           class_mix:dict|None=None, # proportions of grow / stable / shrink (default `GROWTH_MIX`)
+                           gap_years:tuple=(0.25, 1.5), # irregular gaps between visits
+                           measurement_cv:float=0.05, # segmentation error: log-normal, about 5 % CV
+                           miss_prob:float=0.05, # share of segmentations with a larger miss
+                           miss_cv:float=0.3, # size of a miss (log sd)
+                           readout_noise:float=0.15, # sd of the encoder's read-out of log volume (dim 0)
+                           seed:int=0):
+    "A cohort at the level of volumes and latents: visits table (true, measured log volume, class) and latents [N, D]."
+    rng = np.random.default_rng(seed)
+    mix = class_mix or GROWTH_MIX
+    names, probs = list(mix), np.array(list(mix.values()), float)
+    if (probs < 0).any() or probs.sum() <= 0: raise ValueError(f"class_mix must have non-negative weights, got {mix}")
+    if set(names) - set(CLASSES): raise ValueError(f"class_mix keys must be among {CLASSES}, got {names}")
+    probs = probs / probs.sum()
+    rows, lat = [], []
+    for i in range(n_subjects):
+        cls = names[rng.choice(len(names), p=probs)]
+        n = int(rng.integers(n_visits[0], n_visits[1] + 1))
+        t = np.r_[0., np.cumsum(rng.uniform(*gap_years, n - 1))]
+        K, alpha = rng.uniform(15, 50), rng.uniform(0.25, 0.9)
+        log_ratio = dict(grow=rng.uniform(math.log(0.05), math.log(0.35)), stable=rng.uniform(-0.03, 0.03),
+                         shrink=rng.uniform(0.4, 1.0))[cls]            # log(V0 / K): below, at or above the plateau
+        y = gompertz_log_volume(t, math.log(K) + log_ratio, math.log(K), alpha)
+        meas = y + measurement_cv * rng.normal(size=n) + (rng.random(n) < miss_prob) * miss_cv * rng.normal(size=n)
+        z = np.empty((n, latent_dim))
+        z[:, 0] = y - 2.3 + readout_noise * rng.normal(size=n)      # centred like `LatentPartition` (log 10 ml)
+        drift = rng.normal(size=latent_dim - 1)
+        z[:, 1:] = rng.normal(size=latent_dim - 1) + 0.2 * t[:, None] * drift + 0.05 * rng.normal(size=(n, latent_dim - 1))
+        lat.append(z)
+        for k in range(n):
+            rows.append(dict(subject=f"SIM{i:03d}", timepoint=k, time_years=float(t[k]), true_log_volume=float(y[k]),
+                             measured_log_volume=float(meas[k]), growth_class=cls, gompertz_alpha=alpha, gompertz_K_ml=K))
+    return pd.DataFrame(rows), torch.tensor(np.concatenate(lat), dtype=torch.float32)
 
 # %% ../../nbs/25_mri.growth.ipynb #16bc4d95
-def plot_growth_forecasts(ode:LatentODE, subjects:dict, prior:dict, n_samples:int=32, ncols:int=4, figsize=(10, 3.2)):
-    "Per held-out subject: measured volumes, what the encoder reads from those scans, the held-out last visit, the ODE forecast (median, 90% band) and the baselines."
+SETTINGS = ("images", "segmentations", "true_volumes")
+
+def setting_trajectories(visits:pd.DataFrame, # one row per scan: subject, time_years, measured_log_volume, true_log_volume
+                         mu:Tensor, # [N, D] encoded latents in the rows' order
+                         vol_dim:int, # the volume latent
+                         readout:tuple, # (a, b): log V = a * z_vol + b
+                         setting:str, # "images", "segmentations" or "true_volumes" (see below)
+                         ) -> dict:
+    "One `SubjectTrajectory` per subject as a forecaster sees it in `setting`; `log_volume` is the series the volume baselines use."
+    if setting not in SETTINGS: raise ValueError(f"setting must be one of {SETTINGS}, got {setting!r}")
+    if len(visits) != len(mu): raise ValueError(f"visits has {len(visits)} rows but mu has {len(mu)}")
+    a, b = readout
+    mu = torch.as_tensor(mu, dtype=torch.float32).clone()
+    if setting == "images": logv = a * mu[:, vol_dim] + b
+    else:
+        col = "measured_log_volume" if setting == "segmentations" else "true_log_volume"
+        logv = torch.tensor(visits[col].to_numpy(float), dtype=torch.float32)
+        if not torch.isfinite(logv).all(): raise ValueError(f"setting {setting!r}: column {col} has missing values")
+        mu[:, vol_dim] = (logv - b) / a                               # the volume latent is the volume itself
+    v = visits.reset_index(drop=True)
+    out = {}
+    for subject, g in v.groupby("subject", sort=True):
+        g = g.sort_values("time_years"); idx = torch.tensor(g.index.to_numpy())
+        out[str(subject)] = SubjectTrajectory(str(subject), np.array(g.time_years, dtype=float), mu[idx], None, logv[idx])
+    return out
+
+# %% ../../nbs/25_mri.growth.ipynb #de70754b
+def _gompertz_curve(t_o, y_o, t_new, prior):
+    if len(t_o) < 2:
+        return gompertz_log_volume(np.asarray(t_new, float), float(y_o[-1]), prior["log_K"], math.exp(prior["log_alpha"]), float(t_o[-1]))
+    f = fit_gompertz_volumes(t_o, y_o, prior)
+    return gompertz_log_volume(np.asarray(t_new, float), f["log_v0"], f["log_K"], f["alpha"], f["t0"])
+
+def forecast_methods(ode:LatentODE, # latent ODE fitted in the same setting
+                     observed:SubjectTrajectory, # the observed visits (latents and the setting's log volumes)
+                     targets, # times (years) to forecast
+                     prior:dict, # `cohort_gompertz_fit` of the fitting subjects' series
+                     n_samples:int=32, seed:int=0) -> dict:
+    "Every method's log volume at the last observed visit (`at_obs`) and at `targets` (`pred`); the latent ODE adds its band."
+    t_o, y_o = observed.times.numpy().astype(float), observed.log_volume.numpy().astype(float)
+    targets = np.asarray(targets, float).reshape(-1)
+    grid = np.r_[t_o[-1], targets]
+    out = {}
+    out["no_growth"] = dict(at_obs=y_o[-1], pred=np.full(len(targets), y_o[-1]), lo=None, hi=None)
+    lin = forecast_linear_log(t_o, y_o, grid)
+    out["linear_log_volume"] = dict(at_obs=lin[0], pred=lin[1:], lo=None, hi=None)
+    g = _gompertz_curve(t_o, y_o, grid, prior)
+    out["gompertz"] = dict(at_obs=g[0], pred=g[1:], lo=None, hi=None)
+    fc = forecast(ode, observed, torch.tensor(grid, dtype=torch.float32), n_samples=n_samples, seed=seed)
+    lv = torch.log(fc.volume_ml).numpy()
+    out["latent_ode"] = dict(at_obs=lv[0], pred=lv[1:], lo=torch.log(fc.volume_lo).numpy()[1:], hi=torch.log(fc.volume_hi).numpy()[1:])
+    return out
+
+METHODS = ("latent_ode", "gompertz", "linear_log_volume", "no_growth")
+
+def forecast_outcomes(ode:LatentODE, subjects:dict, # `SubjectTrajectory`s of one setting
+                      reference:dict, # subject -> log volumes at all visits to score against (truth, or measured for calibration)
+                      prior:dict, setting:str, horizon:int=1, # forecast the last `horizon` visits from the earlier ones
+                      n_samples:int=32, seed:int=0, threshold:float=0.1) -> pd.DataFrame:
+    "One row per subject × method × forecast visit: prediction, reference, native band, predicted and reference growth class."
+    rows = []
+    for name, s in subjects.items():
+        n_obs = s.n_visits - horizon
+        if n_obs < 1: continue
+        obs, targets = s.prefix(n_obs), s.times[n_obs:].numpy().astype(float)
+        ref = np.asarray(reference[name], float)
+        t_obs = float(obs.times[-1]); window = targets[-1] - t_obs
+        true_cls = growth_class(ref[-1] - ref[n_obs - 1], window, threshold).item()
+        for method, f in forecast_methods(ode, obs, targets, prior, n_samples, seed).items():
+            cls = growth_class(f["pred"][-1] - f["at_obs"], window, threshold).item()
+            for k, t in enumerate(targets):
+                rows.append(dict(setting=setting, horizon=horizon, subject=name, method=method, target=k + 1, n_observed=n_obs,
+                                 t_obs=t_obs, t_target=float(t), dt=float(t - t_obs), log_pred=float(f["pred"][k]),
+                                 log_ref=float(ref[n_obs + k]), rel_error=float(abs(math.expm1(f["pred"][k] - ref[n_obs + k]))),
+                                 log_lo_native=float(f["lo"][k]) if f["lo"] is not None else float("nan"),
+                                 log_hi_native=float(f["hi"][k]) if f["hi"] is not None else float("nan"),
+                                 pred_class=cls, true_class=true_cls))
+    return pd.DataFrame(rows)
+
+# %% ../../nbs/25_mri.growth.ipynb #0240660c
+def _conformal_quantile(scores, level):
+    "Split-conformal quantile: the ceil((n+1) level)-th smallest score (the largest when n is too small, flagged by the caller)."
+    s = np.sort(np.asarray(scores, float)[np.isfinite(scores)])
+    if len(s) == 0: return float("nan")
+    k = math.ceil((len(s) + 1) * level)
+    return float(s[min(k, len(s)) - 1])
+
+def conformal_bands(calib:pd.DataFrame, # `forecast_outcomes` of calibration subjects (reference: their measured volumes)
+                    test:pd.DataFrame, # `forecast_outcomes` of held-out subjects
+                    level:float=0.9) -> pd.DataFrame:
+    "Add split-conformal bands to `test` per setting × horizon × method: `log_lo/hi_conformal` (all methods) and `log_lo/hi_scaled` (methods with a native band)."
+    out = []
+    for key, t in test.groupby(["setting", "horizon", "method"], sort=False):
+        t = t.copy()
+        c = calib[(calib.setting == key[0]) & (calib.horizon == key[1]) & (calib.method == key[2])]
+        # 1. |log residual| / sqrt(horizon): a band that widens like a random walk with the forecast horizon
+        q = _conformal_quantile((c.log_ref - c.log_pred).abs() / np.sqrt(c.dt.clip(lower=1e-3)), level)
+        t["log_lo_conformal"] = t.log_pred - q * np.sqrt(t.dt.clip(lower=1e-3))
+        t["log_hi_conformal"] = t.log_pred + q * np.sqrt(t.dt.clip(lower=1e-3))
+        # 2. the native band stretched by one factor so that it covers `level` of the calibration outcomes
+        if c.log_lo_native.notna().any():
+            up, down = (c.log_hi_native - c.log_pred).clip(lower=1e-6), (c.log_pred - c.log_lo_native).clip(lower=1e-6)
+            r = c.log_ref - c.log_pred
+            qs = _conformal_quantile(np.where(r > 0, r / up, -r / down), level)
+            t["log_lo_scaled"] = t.log_pred - qs * (t.log_pred - t.log_lo_native)
+            t["log_hi_scaled"] = t.log_pred + qs * (t.log_hi_native - t.log_pred)
+        else: t["log_lo_scaled"] = t["log_hi_scaled"] = float("nan")
+        t["n_calib"] = len(c)
+        t["q_conformal"], t["q_scaled"] = q, (qs if c.log_lo_native.notna().any() else float("nan"))
+        out.append(t)
+    return pd.concat(out, ignore_index=True)
+
+# %% ../../nbs/25_mri.growth.ipynb #d6857284
+def band_verdict(coverage:float, target:tuple=(0.8, 0.95)) -> str:
+    "'calibrated' when the empirical coverage of a nominal 90% band is within `target`, else 'miscalibrated: too narrow/wide'."
+    if not np.isfinite(coverage): return "no band"
+    if coverage < target[0]: return "miscalibrated: too narrow"
+    if coverage > target[1]: return "miscalibrated: too wide"
+    return "calibrated"
+
+def _boot_means(x, n_boot, rng):
+    x = np.asarray(x, float)
+    return x[rng.integers(0, len(x), (n_boot, len(x)))].mean(1)
+
+def summarise_outcomes(outcomes:pd.DataFrame, # `conformal_bands` output (held-out subjects)
+                       n_boot:int=2000, level:float=0.9, seed:int=0) -> pd.DataFrame:
+    "One row per setting × horizon × method: relative error (mean, median, bootstrap interval over subjects), class accuracy, band coverage and width."
+    rows, rng = [], np.random.default_rng(seed)
+    lo_q, hi_q = (1 - level) / 2, 1 - (1 - level) / 2
+    for (setting, horizon, method), d in outcomes.groupby(["setting", "horizon", "method"], sort=False):
+        per = d.groupby("subject").rel_error.mean()
+        boot = _boot_means(per.to_numpy(), n_boot, rng)
+        cls = d.groupby("subject")[["pred_class", "true_class"]].first()
+        row = dict(setting=setting, horizon=int(horizon), method=method, n_subjects=len(per), n_outcomes=len(d),
+                   rel_error_mean=float(per.mean()), rel_error_median=float(per.median()),
+                   rel_error_lo=float(np.quantile(boot, lo_q)), rel_error_hi=float(np.quantile(boot, hi_q)),
+                   class_accuracy=float((cls.pred_class == cls.true_class).mean()), n_calib=int(d.n_calib.iloc[0]))
+        for band in ("native", "scaled", "conformal"):
+            lo, hi = d[f"log_lo_{band}"], d[f"log_hi_{band}"]
+            has = lo.notna().all() and hi.notna().all()
+            row[f"coverage_{band}"] = float(((lo <= d.log_ref) & (d.log_ref <= hi)).mean()) if has else float("nan")
+            row[f"width_{band}"] = float((np.exp(hi - lo)).median()) if has else float("nan")   # median hi/lo volume ratio
+            row[f"verdict_{band}"] = band_verdict(row[f"coverage_{band}"])
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+def paired_differences(outcomes:pd.DataFrame, model:str="latent_ode", n_boot:int=2000, level:float=0.9, seed:int=0) -> pd.DataFrame:
+    "Per setting × horizon × baseline: mean over subjects of (model error - baseline error) with a paired bootstrap interval; < 0 favours `model`."
+    rows, rng = [], np.random.default_rng(seed)
+    for (setting, horizon), d in outcomes.groupby(["setting", "horizon"], sort=False):
+        per = d.groupby(["subject", "method"]).rel_error.mean().unstack()
+        for base in [m for m in per.columns if m != model]:
+            diff = (per[model] - per[base]).dropna().to_numpy()
+            boot = _boot_means(diff, n_boot, rng)
+            rows.append(dict(setting=setting, horizon=int(horizon), model=model, baseline=base, n_subjects=len(diff),
+                             diff_mean=float(diff.mean()), diff_lo=float(np.quantile(boot, (1 - level) / 2)),
+                             diff_hi=float(np.quantile(boot, 1 - (1 - level) / 2)),
+                             ratio=float(per[model].mean() / per[base].mean())))
+    return pd.DataFrame(rows)
+
+# %% ../../nbs/25_mri.growth.ipynb #7d12d7f0
+SETTING_WORDS = dict(images="from images alone", segmentations="with segmentations", true_volumes="on exact volumes (perfect encoder)")
+
+def verdict_sentence(summary:pd.DataFrame, paired:pd.DataFrame, setting:str, horizon:int, model:str="latent_ode") -> str:
+    "One sentence, computed from the numbers: which method has the lowest mean relative error and how the model compares with the strongest baseline."
+    s = summary[(summary.setting == setting) & (summary.horizon == horizon)].set_index("method")
+    p = paired[(paired.setting == setting) & (paired.horizon == horizon)].set_index("baseline")
+    if s.empty: return f"{SETTING_WORDS.get(setting, setting)}, last {horizon} visit(s): no subject to forecast."
+    best = s.rel_error_mean.idxmin()
+    bases = s.drop(index=model, errors="ignore")
+    strongest = bases.rel_error_mean.idxmin()
+    d = p.loc[strongest]
+    sure = "clearly" if (d.diff_hi < 0 or d.diff_lo > 0) else "not clearly (the paired 90% interval contains 0)"
+    who = "beats" if d.diff_mean < 0 else "loses to"
+    return (f"{SETTING_WORDS.get(setting, setting).capitalize()}, last {horizon} visit{'s' if horizon > 1 else ''} "
+            f"({int(s.n_subjects.max())} held-out subjects): best is {best} (mean relative error {s.rel_error_mean[best]:.3f}); "
+            f"the latent ODE ({s.rel_error_mean[model]:.3f}) {who} the strongest baseline {strongest} "
+            f"({s.rel_error_mean[strongest]:.3f}, ratio {d.ratio:.2f}x, paired difference {d.diff_mean:+.3f} "
+            f"[{d.diff_lo:+.3f}, {d.diff_hi:+.3f}]) {sure}; its conformal 90% band covers {s.coverage_conformal[model]:.0%} "
+            f"({s.verdict_conformal[model]}), its native band {s.coverage_native[model]:.0%} ({s.verdict_native[model]}).")
+
+# %% ../../nbs/25_mri.growth.ipynb #4141929d
+def compare_forecasts(visits:pd.DataFrame, # per scan: subject, time_years, split (fit/calib/test), measured_log_volume, true_log_volume
+                      mu:Tensor, # [N, D] encoded latents in the rows' order
+                      vol_dim:int, # the volume latent
+                      readout:tuple, # (a, b): log V = a * z_vol + b, fitted on the fit subjects' measured volumes
+                      settings:tuple=SETTINGS, horizons:tuple=(1, 2),
+                      level:float=0.9, threshold:float=0.1, n_samples:int=32, n_boot:int=2000, seed:int=0,
+                      **ode_kwargs) -> dict: # `fit_latent_ode` arguments (hidden, epochs, steps_per_epoch, lr, ...)
+    "Fit each setting's latent ODE and cohort prior on `fit` subjects, calibrate bands on `calib`, score `test` against the truth."
+    missing = {"subject", "time_years", "split", "measured_log_volume", "true_log_volume"} - set(visits.columns)
+    if missing: raise ValueError(f"visits lacks column(s) {sorted(missing)}")
+    visits = visits.reset_index(drop=True)
+    splits = visits.groupby("subject").split.first()
+    for sp in ("fit", "calib", "test"):
+        if not (splits == sp).any(): raise ValueError(f"no subject in split {sp!r}: the protocol needs fit, calib and test subjects")
+    by = {sp: sorted(splits.index[splits == sp]) for sp in ("fit", "calib", "test")}
+    series = lambda col: {s: g.sort_values("time_years")[col].to_numpy(float) for s, g in visits.groupby("subject")}
+    truth, measured = series("true_log_volume"), series("measured_log_volume")
+    calib, test, odes, priors, trajs = [], [], {}, {}, {}
+    for setting in settings:
+        tr = trajs[setting] = setting_trajectories(visits, mu, vol_dim, readout, setting)
+        fit = [tr[s] for s in by["fit"]]
+        odes[setting], _ = fit_latent_ode(fit, vol_dim=vol_dim, seed=seed, readout=readout, **ode_kwargs)
+        priors[setting] = cohort_gompertz_fit([(s.times.numpy(), s.log_volume.numpy()) for s in fit])
+        for h in horizons:
+            # calibration subjects are scored against what a study has for them: their measured volumes
+            calib.append(forecast_outcomes(odes[setting], {s: tr[s] for s in by["calib"]}, measured, priors[setting], setting, h, n_samples, seed, threshold))
+            test.append(forecast_outcomes(odes[setting], {s: tr[s] for s in by["test"]}, truth, priors[setting], setting, h, n_samples, seed, threshold))
+    calib, test = pd.concat(calib, ignore_index=True), pd.concat(test, ignore_index=True)
+    if test.empty: raise ValueError("no held-out subject has enough visits to forecast")
+    outcomes = conformal_bands(calib, test, level)
+    summary = summarise_outcomes(outcomes, n_boot, level, seed)
+    paired = paired_differences(outcomes, n_boot=n_boot, level=level, seed=seed)
+    return dict(outcomes=outcomes, calibration=calib, summary=summary, paired=paired, odes=odes, priors=priors,
+                trajectories=trajs, splits=by)
+
+# %% ../../nbs/25_mri.growth.ipynb #0e513d9d
+def readout_errors(visits:pd.DataFrame, mu:Tensor, vol_dim:int, readout:tuple, split:str="test") -> dict:
+    "RMS error (log volume) against the truth of the encoder's read-out and of the segmentation, on `split` scans."
+    v = visits.reset_index(drop=True); m = (v.split == split).to_numpy()
+    ro = readout[0] * torch.as_tensor(mu)[:, vol_dim].numpy()[m] + readout[1]
+    rms = lambda e: float(np.sqrt(np.mean(np.square(e)))) if len(e) else float("nan")
+    return dict(readout_rmse=rms(ro - v.true_log_volume[m]), segmentation_rmse=rms(v.measured_log_volume[m] - v.true_log_volume[m]),
+                n_scans=int(m.sum()))
+
+def decomposition_table(summary:pd.DataFrame, errors:dict, model:str="latent_ode", baselines=("no_growth", "linear_log_volume")) -> pd.DataFrame:
+    "Where the latent ODE's error comes from: the same protocol on the encoder's read-out, on measured and on exact volumes."
+    rows = []
+    for (setting, horizon), s in summary.groupby(["setting", "horizon"], sort=False):
+        s = s.set_index("method")
+        row = dict(setting=setting, horizon=horizon, input_rmse=dict(images=errors["readout_rmse"], segmentations=errors["segmentation_rmse"],
+                                                                     true_volumes=0.0).get(setting, float("nan")),
+                   **{f"{m}_rel_error": s.rel_error_mean[m] for m in (model, *baselines) if m in s.index})
+        for b in baselines:
+            if b in s.index: row[f"ratio_vs_{b}"] = s.rel_error_mean[model] / s.rel_error_mean[b]
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+def simulated_size_check(readout_noise:float, # the encoder's measured read-out error (log volume)
+                         n_fit:list, # numbers of fitting subjects to try
+                         n_calib:int=40, n_test:int=40, horizons=(1, 2), seed:int=0, n_samples:int=32, **ode_kwargs) -> pd.DataFrame:
+    "Would more subjects help? The images-setting protocol on simulated cohorts with the same read-out error and more fitting subjects."
+    rows = []
+    for n in n_fit:
+        visits, mu = simulate_growth_cohort(n + n_calib + n_test, readout_noise=readout_noise, seed=seed)
+        subs = sorted(visits.subject.unique())
+        split = {s: ("test" if i < n_test else "calib" if i < n_test + n_calib else "fit") for i, s in enumerate(subs)}
+        visits["split"] = visits.subject.map(split)
+        res = compare_forecasts(visits, mu, 0, (1.0, 2.3), settings=("images",), horizons=horizons, seed=seed,
+                                n_samples=n_samples, n_boot=200, **ode_kwargs)
+        for _, r in res["summary"].iterrows():
+            rows.append(dict(n_fit=n, horizon=r.horizon, method=r.method, rel_error_mean=r.rel_error_mean,
+                             coverage_scaled=r.coverage_scaled, n_test=r.n_subjects))
+    return pd.DataFrame(rows).pivot_table(index=["n_fit", "horizon"], columns="method", values="rel_error_mean")
+
+# %% ../../nbs/25_mri.growth.ipynb #e749883b
+_STYLE = dict(latent_ode=("C0", "-"), gompertz=("C2", "--"), linear_log_volume=("C1", ":"), no_growth=("C7", "-."))
+
+def plot_forecast_trajectories(result:dict, # `compare_forecasts` output
+                               subjects:list, # held-out subjects to show (4)
+                               settings:tuple=("images", "segmentations"), horizon:int=1, n_samples:int=32,
+                               figsize=(11, 5.5)):
+    "Rows = settings, columns = subjects: the observed series, the truth, every method's forecast and the latent ODE's conformal 90% band."
     import matplotlib.pyplot as plt
-    subs = [s for s in subjects.values() if s.n_visits >= 2]
-    if not subs: return None
-    ncols = min(ncols, len(subs)); nrows = math.ceil(len(subs) / ncols)
-    fig, axs = plt.subplots(nrows, ncols, figsize=(figsize[0], figsize[1] * nrows), dpi=80, squeeze=False)
-    for ax, s in zip(axs.flat, subs):
-        obs = s.prefix(s.n_visits - 1)
-        grid = np.linspace(float(s.times[0]), float(s.times[-1]) + 0.25 * float(s.times[-1] - s.times[0] + 1), 30)
-        fc = forecast(ode, obs, torch.tensor(grid, dtype=torch.float32), n_samples=n_samples)
-        ax.fill_between(grid, fc.volume_lo, fc.volume_hi, alpha=0.25, label="ODE 90% band")
-        ax.plot(grid, fc.volume_ml, label="latent ODE")
-        t_o, y_o = obs.times.numpy(), obs.log_volume.numpy()
-        tail = grid[grid >= t_o[-1]]
-        ax.plot(tail, np.exp(forecast_gompertz_volumes(t_o, y_o, tail, prior)[0]), "--", label="Gompertz (volumes)")
-        ax.plot(tail, np.exp(forecast_linear_log(t_o, y_o, tail)), ":", label="linear log V")
-        ax.plot(t_o, np.exp(y_o), "ko", ms=4, label="observed")
-        ax.plot(t_o, torch.exp(ode.readout[0] * obs.mu[:, ode.vol_dim] + ode.readout[1]), "o", mfc="none", color="C0", ms=5, label="encoder readout")
-        ax.plot(s.times[-1:], torch.exp(s.log_volume[-1:]), "rx", ms=8, mew=2, label="held out")
-        ax.set(title=f"{s.subject} ({obs.n_visits} obs)", xlabel="years")
-    for ax in list(axs.flat)[len(subs):]: ax.axis("off")
-    axs.flat[0].set_ylabel("lesion volume (ml)"); axs.flat[0].legend(fontsize=6)
+    out, trajs = result["outcomes"], result["trajectories"]
+    fig, axs = plt.subplots(len(settings), len(subjects), figsize=figsize, dpi=80, squeeze=False, sharex="col")
+    for r, setting in enumerate(settings):
+        ode, prior = result["odes"][setting], result["priors"][setting]
+        for c, name in enumerate(subjects):
+            ax, s = axs[r, c], trajs[setting][name]
+            o = out[(out.setting == setting) & (out.horizon == horizon) & (out.subject == name)]
+            n_obs = s.n_visits - horizon
+            if n_obs < 1 or o.empty: ax.axis("off"); continue
+            obs = s.prefix(n_obs)
+            grid = np.linspace(float(obs.times[-1]), float(s.times[-1]) + 0.15, 25)
+            fm = forecast_methods(ode, obs, grid[1:], prior, n_samples)
+            q = o[o.method == "latent_ode"].q_scaled.iloc[0]
+            ode_f = fm["latent_ode"]
+            lo = ode_f["pred"] - q * (ode_f["pred"] - ode_f["lo"]); hi = ode_f["pred"] + q * (ode_f["hi"] - ode_f["pred"])
+            ax.fill_between(grid[1:], np.exp(lo), np.exp(hi), color="C0", alpha=0.2, label="latent ODE 90% band (conformal)")
+            for m, f in fm.items():
+                col, ls = _STYLE[m]
+                ax.plot(grid, np.exp(np.r_[f["at_obs"], f["pred"]]), color=col, ls=ls, lw=1.5, label=m)
+            ax.plot(obs.times, np.exp(obs.log_volume), "o", color="C3", mfc="none", ms=5,
+                    label="encoder read-out" if setting == "images" else "segmented volume")
+            true = o.drop_duplicates("target")
+            ax.plot(true.t_target, np.exp(true.log_ref), "kx", ms=8, mew=2, label="true volume (held out)")
+            ax.set_title(f"{name}: {setting}", fontsize=9)
+            if r == len(settings) - 1: ax.set_xlabel("years")
+        axs[r, 0].set_ylabel("lesion volume (ml)")
+    axs[0, 0].legend(fontsize=6, loc="best")
     fig.tight_layout()
     return fig
 
-# %% ../../nbs/25_mri.growth.ipynb #de70754b
+# %% ../../nbs/25_mri.growth.ipynb #46ceb377
 DEFAULTS = dict(
     out_dir="runs/growth",          # run folder
-    data_dir=None,                  # longitudinal BraTS-layout cohort; None: synthetic_cohort(n_subjects, seed)
-    n_subjects=4,                   # synthetic cohort size (each subject has 2-6 visits)
+    data_dir=None,                  # longitudinal BraTS-layout cohort with -seg files; None: synthetic_cohort(n_subjects, seed)
+    n_subjects=24,                  # synthetic cohort size (each subject has 2-6 visits)
     img_size=16,                    # cube edge of the cached volumes
-    val_frac=0.5,                   # fraction of subjects held out for forecasting
-    vae_path=None,                  # folder of a saved VAE (save_model); None: train a small Exp3 VAE
-    vol_dim=None,                   # volume latent of a non-Exp3 VAE (None: the dim most correlated with log V)
+    val_frac=0.3,                   # fraction of subjects held out for testing (never seen by the VAE, the ODE or the calibration)
+    calib_frac=0.35,                # fraction of the remaining subjects kept for calibrating the bands (and the VAE's validation)
+    vae_path=None,                  # folder of a saved VAE (save_model); None: train a small Exp3 VAE on the fit subjects
+    vol_dim=None,                   # volume latent of a non-Exp3 VAE (None: the dim most correlated with the measured log V)
     z_dim=12, n_shape=3,            # Exp3 latent size and shape dims
     base_channels=4, max_channels=16, use_sbd=False,
-    vae_epochs=4, vae_bs=4, vae_lr=3e-3, beta=0.05,
+    vae_epochs=6, vae_bs=4, vae_lr=3e-3, beta=0.05,
     lambda_od=5.0, lambda_d=1.0,    # DIP-VAE weights (warm-up: start after 1 epoch, ramp over 1)
     vol_weight=10.0, loc_weight=10.0, labelled_frac=1.0,
-    ode_hidden=16, ode_epochs=3, ode_steps_per_epoch=10, ode_lr=3e-2, ode_prior_weight=1e-2,
+    ode_hidden=16, ode_epochs=2, ode_steps_per_epoch=10, ode_lr=2e-2, ode_prior_weight=1e-2,
     method="dopri5", adjoint=False,
+    horizons=[1, 2],                # forecast the last visit, and (separately) the last two
+    band_level=0.9,                 # nominal coverage of the bands
+    stable_threshold=0.1,           # |annualised change of log volume| below which a lesion counts as stable
+    size_check=[1, 4],              # simulated cohorts with these multiples of the fit subjects ([] to skip)
     n_samples=32,                   # posterior samples per forecast
+    n_boot=2000,                    # bootstrap resamples (over subjects) for the intervals
     seed=0, device=None, amp=False, num_threads=1,
+    progress=None,                  # progress bars: None = auto (on when a person watches, off under papermill), True, False
 )
 
-# %% ../../nbs/25_mri.growth.ipynb #0240660c
+# %% ../../nbs/25_mri.growth.ipynb #ac4450e8
+class _CacheView:
+    "An `MRICache` seen through another subject table (the same volumes on disk)."
+    def __init__(self, cache, subjects): self._cache, self.subjects = cache, subjects
+    def __getattr__(self, name): return getattr(self._cache, name)
+
 def _train_exp3(cfg, cache, out_dir):
+    "An Exp3 VAE trained on the split 'train' of `cache` (validated on 'valid'), supervised by the table's volumes and centroids."
     from vae_notebooks.learner import vae_dataloaders, vae_learner
     tr = cache.subjects[cache.subjects.split == "train"]
     if "lesion_volume_ml" in tr and tr.lesion_volume_ml.notna().any():
@@ -228,30 +500,63 @@ def _train_exp3(cfg, cache, out_dir):
     dls = vae_dataloaders(train_ds, valid_ds if len(valid_ds) else None, bs=cfg["vae_bs"], n_inp=1, device=cfg["device"], seed=cfg["seed"])
     loss = Exp3Loss(p, vol_weight=cfg["vol_weight"], loc_weight=cfg["loc_weight"], beta=cfg["beta"])
     dip = dict(lambda_od=cfg["lambda_od"], lambda_d=cfg["lambda_d"], lambda_start_epoch=1, lambda_cov_annealing_epochs=1) if (cfg["lambda_od"] or cfg["lambda_d"]) else None
-    learn = vae_learner(dls, model, loss, dip=dip, lr=cfg["vae_lr"], csv_path=out_dir/"metrics.csv", progress=False,
+    learn = vae_learner(dls, model, loss, dip=dip, lr=cfg["vae_lr"], csv_path=out_dir/"metrics.csv", progress=cfg["progress"],
                         amp=cfg["amp"], diagnostics=False)
     with learn.no_logging(): learn.fit_one_cycle(cfg["vae_epochs"], cfg["vae_lr"])
     return model, pd.read_csv(out_dir/"metrics.csv") if (out_dir/"metrics.csv").exists() else None
 
-def _volume_readout(train_subjects, vol_dim):
-    z = torch.cat([s.mu[:, vol_dim] for s in train_subjects if s.log_volume is not None]).numpy()
-    y = torch.cat([s.log_volume for s in train_subjects if s.log_volume is not None]).numpy()
+def _volume_readout(z_vol, log_volume):
+    "(a, b) of the least-squares line log V = a * z_vol + b."
+    z, y = np.asarray(z_vol, float), np.asarray(log_volume, float)
     if len(z) < 2 or z.std() < 1e-6: return (1.0, 0.0)
     a, b = np.polyfit(z, y, 1)
     return (float(a), float(b))
 
-# %% ../../nbs/25_mri.growth.ipynb #e07a0ad8
-def _write_csv(df, path):
-    with atomic_path(path) as tmp: df.to_csv(tmp, index=True)
+TRUTH_COLUMNS = ("true_volume_ml", "gompertz_volume_ml", "lesion_volume_ml")
+
+def cohort_visits(table:pd.DataFrame, # `MRICache.subjects` (ground-truth columns merged when the cohort has them)
+                  calib_frac:float=0.35, # share of the non-test subjects kept for calibration
+                  seed:int=0) -> pd.DataFrame:
+    "Per scan: subject, time, split (fit / calib / test), measured log volume (from `-seg`) and true log volume (ground truth, else the measurement)."
+    t = table.reset_index(drop=True)
+    if "seg_core_ml" not in t or t.seg_core_ml.isna().any():
+        bad = t.folder[t.seg_core_ml.isna()].tolist()[:5] if "seg_core_ml" in t else "all"
+        raise ValueError(f"measured volumes come from the -seg files, missing for {bad}: every scan needs <name>-seg.nii.gz")
+    if (t.seg_core_ml <= 0).any(): raise ValueError(f"empty lesion segmentation in {t.folder[t.seg_core_ml <= 0].tolist()[:5]}")
+    time_col = t["time_years"] if "time_years" in t else t["timepoint"].astype(float)
+    if time_col.isna().any(): raise ValueError(f"time_years is missing for {t.folder[time_col.isna()].tolist()[:5]}")
+    truth_col = next((c for c in TRUTH_COLUMNS if c in t and t[c].notna().all()), None)
+    if truth_col is None:
+        warnings.warn("no ground-truth volume column: scoring against the segmented volumes themselves")
+    train = sorted(t.subject[t.split == "train"].astype(str).unique())
+    n_cal = min(max(1, int(round(calib_frac * len(train)))), len(train) - 1)
+    if n_cal < 1: raise ValueError(f"{len(train)} training subject(s): need >= 2 (fit and calibration); raise n_subjects or lower val_frac")
+    calib = set(np.random.default_rng(seed).permutation(train)[:n_cal])
+    split = np.where(t.split == "valid", "test", np.where(t.subject.astype(str).isin(calib), "calib", "fit"))
+    return pd.DataFrame(dict(folder=t.folder, subject=t.subject.astype(str), time_years=time_col.astype(float), split=split,
+                             measured_log_volume=np.log(t.seg_core_ml.astype(float)),
+                             true_log_volume=np.log(t[truth_col or "seg_core_ml"].astype(float))))
+
+# %% ../../nbs/25_mri.growth.ipynb #6fd86b10
+def _write_csv(df, path, index=False):
+    with atomic_path(path) as tmp: df.to_csv(tmp, index=index)
+
+def _finish(out_dir, summary):
+    try: from vae_notebooks.learner import finish_run
+    except ImportError: finish_run = None              # an engine without `finish_run`: write the summary ourselves
+    if finish_run is not None: return finish_run(out_dir, summary)
+    atomic_write_json(out_dir/"summary.json", summary)
 
 def train_growth(config:dict|None=None, **overrides) -> dict:
-    "Encode a longitudinal cohort, fit the Gompertz latent ODE, forecast held-out last visits and compare with baselines."
+    "Encode a longitudinal cohort, then compare latent-ODE forecasts with baselines on held-out subjects, from images alone and with segmentations."
     from vae_notebooks.learner import start_run, save_model, load_model
     from vae_notebooks.mri.data import build_cache
     from vae_notebooks.mri.synth import synthetic_cohort
-    import matplotlib; import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt
     cfg = resolve_config(DEFAULTS, config, source="train_growth config", **overrides)
     if not 0 < cfg["val_frac"] < 1: raise ValueError(f"val_frac must be in (0, 1), got {cfg['val_frac']}")
+    if not 0 < cfg["calib_frac"] < 1: raise ValueError(f"calib_frac must be in (0, 1), got {cfg['calib_frac']}")
+    if not cfg["horizons"] or any(int(h) < 1 for h in cfg["horizons"]): raise ValueError(f"horizons must be positive visit counts, got {cfg['horizons']}")
     if cfg["num_threads"]: torch.set_num_threads(cfg["num_threads"])
     set_seed(cfg["seed"])
     t_start = time.time()
@@ -259,76 +564,79 @@ def train_growth(config:dict|None=None, **overrides) -> dict:
     data_dir = Path(cfg["data_dir"]) if cfg["data_dir"] else synthetic_cohort(n_subjects=cfg["n_subjects"], seed=cfg["seed"])
     cache = build_cache(data_dir, img_size=cfg["img_size"], val_frac=cfg["val_frac"], seed=cfg["seed"])
     if not (cache.subjects.split == "valid").any(): raise ValueError(f"no held-out subjects: raise val_frac ({cfg['val_frac']}) or n_subjects ({cfg['n_subjects']})")
+    visits = cohort_visits(cache.subjects, cfg["calib_frac"], cfg["seed"])
     t_data = time.time() - t_start
-    # 1. the VAE
+    # 1. the VAE: trained on the fit subjects, supervised by their *segmented* volumes, validated on the calibration subjects
     vae_metrics = None
     if cfg["vae_path"]:
         model = load_model(cfg["vae_path"])
         if getattr(model, "img_size", cfg["img_size"]) != cfg["img_size"]:
             raise ValueError(f"vae_path {cfg['vae_path']}: the model takes img_size={model.img_size}, the config says {cfg['img_size']}")
-    else: model, vae_metrics = _train_exp3(cfg, cache, out_dir)
+    else:
+        view = cache.subjects.copy()
+        view["split"] = visits.split.map(dict(fit="train", calib="valid", test="test")).to_numpy()
+        view["lesion_volume_ml"] = view["seg_core_ml"]
+        for a in "xyz": view[f"centroid_{a}"] = view.get(f"seg_centroid_{a}", np.nan)
+        model, vae_metrics = _train_exp3(cfg, _CacheView(cache, view), out_dir)
     save_model(model, out_dir)
     t_vae = time.time() - t_start - t_data
-    # 2. encode, align, calibrate
+    # 2. encode every scan; the read-out line is fitted on the fit subjects' measured volumes
     table, mu, logvar = encode_cohort(model, cache, device=cfg["device"])
-    subjects = cohort_trajectories(table, mu, logvar)
-    split = table.groupby("subject").split.first().astype(str).to_dict()
-    train_s = [s for n, s in subjects.items() if split[n] == "train"]
-    test_s = {n: s for n, s in subjects.items() if split[n] == "valid"}
-    part = getattr(model, "partition", None)
-    if part is not None: vol_dim = 0
+    if not (table.folder.to_numpy() == visits.folder.to_numpy()).all(): raise RuntimeError("encoded scans are not in the table's order")
+    fit_rows = torch.tensor((visits.split == "fit").to_numpy())
+    if getattr(model, "partition", None) is not None: vol_dim = 0
     elif cfg["vol_dim"] is not None: vol_dim = int(cfg["vol_dim"])
     else:
-        z, y = torch.cat([s.mu for s in train_s]).numpy(), torch.cat([s.log_volume for s in train_s]).numpy()
+        z, y = mu[fit_rows].numpy(), visits.measured_log_volume[fit_rows.numpy()].to_numpy()
         vol_dim = int(np.nanargmax([abs(np.corrcoef(z[:, j], y)[0, 1]) for j in range(z.shape[1])]))
-    readout = _volume_readout(train_s, vol_dim)
-    align = None
-    if part is not None and {"centroid_x", "lesion_volume_ml"} <= set(table.columns):
-        held = (table.split == "valid").to_numpy()
-        if held.sum() >= 3:
-            align = alignment_report(mu.numpy()[held], np.log(table.lesion_volume_ml.to_numpy(float)[held]),
-                                     table[["centroid_x", "centroid_y", "centroid_z"]].to_numpy(float)[held], part)
-            _write_csv(align, out_dir/"alignment.csv")
-    # 3. the ODE and the volume prior
-    ode, _ = fit_latent_ode(train_s, hidden=cfg["ode_hidden"], vol_dim=vol_dim, epochs=cfg["ode_epochs"],
+    readout = _volume_readout(mu[fit_rows, vol_dim].numpy(), visits.measured_log_volume[fit_rows.numpy()])
+    # 3. the comparison in every setting
+    res = compare_forecasts(visits, mu, vol_dim, readout, horizons=tuple(int(h) for h in cfg["horizons"]),
+                            level=cfg["band_level"], threshold=cfg["stable_threshold"], n_samples=cfg["n_samples"],
+                            n_boot=cfg["n_boot"], seed=cfg["seed"], hidden=cfg["ode_hidden"], epochs=cfg["ode_epochs"],
                             steps_per_epoch=cfg["ode_steps_per_epoch"], lr=cfg["ode_lr"], prior_weight=cfg["ode_prior_weight"],
-                            method=cfg["method"], adjoint=cfg["adjoint"], seed=cfg["seed"], readout=readout)
-    save_model(ode, out_dir/"ode")
-    prior = cohort_gompertz_fit([(s.times.numpy(), s.log_volume.numpy()) for s in train_s])
+                            method=cfg["method"], adjoint=cfg["adjoint"])
+    for setting, ode in res["odes"].items(): save_model(ode, out_dir/f"ode_{setting}")
     t_fit = time.time() - t_start - t_data - t_vae
-    # 4. evaluate
-    truth = table.groupby("subject")[["gompertz_alpha", "gompertz_K_ml"]].first() if "gompertz_alpha" in table else None
-    per, fcs = evaluate_forecasts(ode, test_s, prior, truth, n_samples=cfg["n_samples"], seed=cfg["seed"])
-    if per.empty: raise ValueError("no held-out subject has >= 2 visits to forecast")
-    comp = comparison_table(per)
-    _write_csv(comp, out_dir/"comparison.csv"); _write_csv(per.set_index(["subject", "method"]), out_dir/"forecasts.csv")
-    rates = []
-    with torch.no_grad():
-        a_tr, K_tr = ode.gompertz_params(torch.arange(len(train_s)))
-    for i, s in enumerate(train_s):
-        rates.append(dict(subject=s.subject, split="train", n_visits=s.n_visits, alpha_ode=float(a_tr[i]), K_ode_ml=float(K_tr[i]),
-                          alpha_true=float(truth.loc[s.subject, "gompertz_alpha"]) if truth is not None else float("nan"),
-                          K_true_ml=float(truth.loc[s.subject, "gompertz_K_ml"]) if truth is not None else float("nan")))
-    for n, fc in fcs.items():
-        rates.append(dict(subject=n, split="valid", n_visits=fc.n_observed, alpha_ode=fc.alpha_per_year, K_ode_ml=fc.K_ml,
-                          alpha_true=float(truth.loc[n, "gompertz_alpha"]) if truth is not None else float("nan"),
-                          K_true_ml=float(truth.loc[n, "gompertz_K_ml"]) if truth is not None else float("nan")))
-    rates = pd.DataFrame(rates).set_index("subject")
-    _write_csv(rates, out_dir/"growth_rates.csv")
-    fig = plot_growth_forecasts(ode, test_s, prior, n_samples=cfg["n_samples"])
-    if fig is not None: fig.savefig(out_dir/"figures"/"trajectories.png", dpi=80); plt.close(fig)
-    fig, ax = plt.subplots(figsize=(4, 3.2), dpi=80)
-    for sp, mk in (("train", "o"), ("valid", "s")):
-        r = rates[rates.split == sp]; ax.scatter(r.alpha_true, r.alpha_ode, marker=mk, label=sp)
-    lim = [0, max(1.0, float(np.nanmax(rates[["alpha_true", "alpha_ode"]].to_numpy())) * 1.1)]
-    ax.plot(lim, lim, "k--", lw=1); ax.set(xlabel="true alpha (1/yr)", ylabel="latent ODE alpha (1/yr)", title="growth rates"); ax.legend()
-    fig.tight_layout(); fig.savefig(out_dir/"figures"/"growth_rates.png", dpi=80); plt.close(fig)
-    summary = dict(out_dir=str(out_dir), data_dir=str(data_dir), n_train_subjects=len(train_s), n_test_subjects=len(test_s),
-                   vol_dim=vol_dim, readout=list(readout), cohort_alpha_ode=float(ode.gompertz_params()[0].detach()),
-                   cohort_alpha_volumes=math.exp(prior["log_alpha"]), obs_noise=float(ode.obs_noise),
-                   comparison=comp.reset_index().to_dict("records"),
-                   alignment=None if align is None else align.reset_index().to_dict("records"),
+    summ, paired = res["summary"], res["paired"]
+    main = summ[summ.setting.isin(["images", "segmentations"])]
+    _write_csv(main, out_dir/"forecast_comparison.csv")
+    _write_csv(res["outcomes"], out_dir/"forecast_outcomes.csv"); _write_csv(paired, out_dir/"paired_differences.csv")
+    errors = readout_errors(visits, mu, vol_dim, readout)
+    decomp = decomposition_table(summ, errors)
+    _write_csv(decomp, out_dir/"decomposition.csv")
+    sizes = None
+    if cfg["size_check"]:
+        n_fit = len(res["splits"]["fit"])
+        sizes = simulated_size_check(errors["readout_rmse"], [n_fit * int(m) for m in cfg["size_check"]], seed=cfg["seed"],
+                                     horizons=tuple(int(h) for h in cfg["horizons"]), n_samples=cfg["n_samples"],
+                                     hidden=cfg["ode_hidden"], epochs=cfg["ode_epochs"], steps_per_epoch=cfg["ode_steps_per_epoch"],
+                                     lr=cfg["ode_lr"], prior_weight=cfg["ode_prior_weight"], method=cfg["method"])
+        _write_csv(sizes.reset_index(), out_dir/"size_check.csv")
+    # 4. the figure: 4 held-out subjects with the most visits
+    test_subj = sorted(res["splits"]["test"], key=lambda s: -res["trajectories"]["images"][s].n_visits)[:4]
+    h_fig = 1 if 1 in res["outcomes"].horizon.unique() else int(res["outcomes"].horizon.min())
+    fig = plot_forecast_trajectories(res, test_subj, horizon=h_fig, n_samples=cfg["n_samples"])
+    fig.savefig(out_dir/"figures"/"trajectories.png", dpi=80); plt.close(fig)
+    sentences = [verdict_sentence(summ, paired, s, int(h)) for s in ("images", "segmentations") for h in cfg["horizons"]]
+    img1 = summ[(summ.setting == "images") & (summ.horizon == int(cfg["horizons"][0]))].set_index("method")
+    strongest = img1.drop(index="latent_ode").rel_error_mean.idxmin()
+    headline = (f"From images alone (last {int(cfg['horizons'][0])} visit(s), {int(img1.n_subjects.max())} held-out subjects): latent ODE mean relative "
+                f"volume error {img1.rel_error_mean['latent_ode']:.3f} vs {strongest} {img1.rel_error_mean[strongest]:.3f} "
+                f"({img1.rel_error_mean['latent_ode'] / img1.rel_error_mean[strongest]:.2f}x): "
+                + ("the latent ODE is better" if img1.rel_error_mean["latent_ode"] < img1.rel_error_mean[strongest] else f"{strongest} is better"))
+    reach = {f"{s}_h{int(h)}": bool(all(summ[(summ.setting == s) & (summ.horizon == h) & (summ.method == "latent_ode")].rel_error_mean.iloc[0]
+                                        < summ[(summ.setting == s) & (summ.horizon == h) & (summ.method == b)].rel_error_mean.iloc[0]
+                                        for b in ("no_growth", "linear_log_volume")))
+             for s in ("images",) for h in cfg["horizons"]}
+    summary = dict(family="growth", verdict=None, verdict_reasons=sentences, best_epoch=None, headline=headline,
+                   comparison=main.to_dict("records"), paired=paired.to_dict("records"), decomposition=decomp.to_dict("records"),
+                   size_check=None if sizes is None else sizes.reset_index().to_dict("records"),
+                   ode_beats_no_growth_and_linear_from_images=reach, readout_errors=errors,
+                   report=["forecast_comparison.csv", "figures/trajectories.png", "decomposition.csv", "paired_differences.csv"],
+                   out_dir=str(out_dir), data_dir=str(data_dir), n_subjects={k: len(v) for k, v in res["splits"].items()},
+                   vol_dim=vol_dim, readout=list(readout), figure_subjects=test_subj,
                    vae_final=None if vae_metrics is None or vae_metrics.empty else vae_metrics.iloc[-1].to_dict(),
-                   seconds=dict(data=round(t_data, 1), vae=round(t_vae, 1), ode=round(t_fit, 1), total=round(time.time() - t_start, 1)))
-    atomic_write_json(out_dir/"summary.json", summary)
+                   seconds=dict(data=round(t_data, 1), vae=round(t_vae, 1), forecasts=round(t_fit, 1), total=round(time.time() - t_start, 1)))
+    _finish(out_dir, summary)
     return summary

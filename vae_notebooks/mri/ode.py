@@ -236,7 +236,8 @@ def fit_subject_offsets(ode:LatentODE, times:Tensor, # [K] or [S, K] visit times
                         z_vol:Tensor, # [S, K] volume latents: S subjects, or S samples of one subject
                         mask:Tensor|None=None, # [S, K] observed visits (default: all)
                         pooled:bool=False, # fit the cohort (log alpha, z_K) shared by all rows instead
-                        max_iter:int=100):
+                        max_iter:int=100,
+                        return_start:bool=False): # also return the fitted shift `s` [S] of the first visit's value
     "MAP Gompertz offsets [S, 2] (log alpha, z_K) from the closed form of `z_vol`; with `pooled`, the cohort (log alpha, z_K)."
     z_vol = torch.as_tensor(z_vol, dtype=torch.float32)
     if z_vol.ndim == 1: z_vol = z_vol[None]
@@ -261,7 +262,8 @@ def fit_subject_offsets(ode:LatentODE, times:Tensor, # [K] or [S, K] visit times
         nll.backward(); return nll
     with torch.enable_grad(): opt.step(closure)
     out = params.detach()
-    return torch.stack([log_alpha + out[0, 0], z_K + out[0, 1]]) if pooled else out
+    res = torch.stack([log_alpha + out[0, 0], z_K + out[0, 1]]) if pooled else out
+    return (res, start.detach()) if return_start else res
 
 # %% ../../nbs/23_mri.ode.ipynb #16d2e7ce
 class LatentODEBatch(nn.Module):
@@ -393,7 +395,7 @@ def forecast(ode:LatentODE, # a fitted latent ODE
              observed:SubjectTrajectory, # the subject's observed visits (any prefix)
              times, # times (years) to forecast at, each >= the first visit
              n_samples:int=64, # posterior samples (split over the ensemble)
-             anchor:str="last", # integrate from the "last" or the "first" observed visit
+             anchor:str="fit", # integrate from the fitted curve at the last visit ("fit"), or the "last"/"first" observed latent
              quantiles:tuple=(0.05, 0.95), # band
              min_visits:int=1, # 2: refuse a single visit instead of the cohort fallback
              ensemble:list|None=None, # more fitted `LatentODE`s for model uncertainty
@@ -406,7 +408,7 @@ def forecast(ode:LatentODE, # a fitted latent ODE
         raise ValueError(f"subject {observed.subject}: cannot forecast at t={times.min().item():.3g} y, before the first visit at t={t_first:.3g} y")
     if observed.n_visits < min_visits:
         raise ValueError(f"subject {observed.subject}: {observed.n_visits} visit(s) observed, forecasting needs >= {min_visits}")
-    if anchor not in ("last", "first"): raise ValueError(f"anchor must be 'last' or 'first', got {anchor!r}")
+    if anchor not in ("fit", "last", "first"): raise ValueError(f"anchor must be 'fit', 'last' or 'first', got {anchor!r}")
     if noise not in ("residual", "posterior"): raise ValueError(f"noise must be 'residual' or 'posterior', got {noise!r}")
     if noise == "posterior" and observed.logvar is None: raise ValueError(f"subject {observed.subject}: noise='posterior' needs the encoder's logvar")
     if observed.mu.shape[1] != ode.latent_dim: raise ValueError(f"subject {observed.subject}: latent size {observed.mu.shape[1]} != the ODE's {ode.latent_dim}")
@@ -417,11 +419,17 @@ def forecast(ode:LatentODE, # a fitted latent ODE
     for m, S in zip(members, per):
         std = torch.exp(0.5 * observed.logvar) if noise == "posterior" else m.obs_noise.expand_as(observed.mu)
         z_obs = observed.mu + std * torch.randn((S,) + observed.mu.shape, generator=gen)      # [S, K, D]
-        if observed.n_visits >= 2: delta = fit_subject_offsets(m, observed.times, z_obs[..., m.vol_dim])
+        k = 0 if anchor == "first" else observed.n_visits - 1
+        z0 = z_obs[:, k].clone()
+        if observed.n_visits >= 2:
+            delta, start = fit_subject_offsets(m, observed.times, z_obs[..., m.vol_dim], return_start=True)
+            if anchor == "fit":                                       # the fitted curve's value at the last visit
+                alpha, z_K = m.func.gompertz_params(S, delta=delta)
+                u = (observed.times[k] - observed.times[0]) / m.time_scale
+                z0[:, m.vol_dim] = gompertz_log_volume(u, z_obs[:, 0, m.vol_dim] + start, z_K, alpha)
         else: delta = m.prior_std * torch.randn(S, 2, generator=gen)                           # cohort fallback
-        k = observed.n_visits - 1 if anchor == "last" else 0
         t0 = observed.times[k].expand(S)
-        zs.append(m.solve(z_obs[:, k], times.expand(S, -1), t0, delta=delta))
+        zs.append(m.solve(z0, times.expand(S, -1), t0, delta=delta))
         a, K = m.gompertz_params(delta=delta); alphas.append(a); Ks.append(K)
     z = torch.cat(zs)                                                                           # [S, T, D]
     vol = torch.exp(ode.readout[0] * z[..., ode.vol_dim] + ode.readout[1])
