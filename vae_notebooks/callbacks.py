@@ -15,17 +15,18 @@ from torch import Tensor
 import torch.distributed as dist
 from fastai.basics import *
 from fastai.callback.tracker import TrackerCallback
-from safetensors.torch import save_file, load_file
 from .core import VAEOutput, atomic_path, atomic_write_json
+from .saving import (world_size, is_main_process, _unwrap_model, _clean_key, save_model, check_saveable,
+                                  flatten_state, unflatten_state, write_checkpoint, read_checkpoint)
 from .losses import gaussian_kl
 from .schedules import linear_warmup
 
 # %% auto #0
 __all__ = ['VAELossFunc', 'vae_loss_of', 'fractional_epoch', 'ScheduleLossParam', 'BetaSchedule', 'CapacitySchedule', 'FreeBits',
-           'is_main_process', 'gather_with_grad', 'gather_mu_logvar', 'DIPWarmup', 'ComponentTotals', 'LossComponent',
-           'probe_loss', 'LogLossComponents', 'VAEDiagnostics', 'NaNGuard', 'SaveBestModel', 'flatten_state',
-           'unflatten_state', 'save_checkpoint', 'read_checkpoint', 'SaveCheckpoint', 'RestoreCheckpoint',
-           'KeepVAEOutput']
+           'gather_with_grad', 'gather_mu_logvar', 'DIPWarmup', 'ComponentTotals', 'LossComponent', 'probe_loss',
+           'LogLossComponents', 'final_loss_values', 'ValidObjective', 'RestoreBest', 'VAEDiagnostics', 'NaNGuard',
+           'SaveBestModel', 'flatten_state', 'unflatten_state', 'save_checkpoint', 'SaveCheckpoint',
+           'RestoreCheckpoint', 'KeepVAEOutput', 'is_main_process', 'read_checkpoint']
 
 # %% ../nbs/03_callbacks.ipynb #92ffa494
 class VAELossFunc(torch.nn.Module):
@@ -43,15 +44,6 @@ class VAELossFunc(torch.nn.Module):
 def vae_loss_of(learn) -> object:
     "The VAE loss object behind `learn.loss_func` (unwrapping `VAELossFunc`)."
     return getattr(learn.loss_func, "loss", learn.loss_func)
-
-def _unwrap_model(model):
-    while True:
-        if hasattr(model, "_orig_mod"): model = model._orig_mod
-        elif isinstance(model, (torch.nn.parallel.DistributedDataParallel, torch.nn.DataParallel)): model = model.module
-        else: return model
-
-def _clean_key(k:str) -> str:
-    return k.replace("_orig_mod.", "").removeprefix("module.")
 
 def _set_loss_attr(loss, name:str, value):
     if not hasattr(loss, name):
@@ -73,6 +65,10 @@ class ScheduleLossParam(Callback):
         self.param, self.schedule = name, schedule
     def value_at(self, t:float) -> float:
         return float(self.schedule(t) if callable(self.schedule) else self.schedule)
+    def final_values(self) -> dict:
+        "`{attribute: value at the end of the fit}` (read by `ValidObjective`)."
+        n = getattr(self.learn, "n_epoch", None)
+        return {} if n is None else {self.param: self.value_at(n)}
     def before_fit(self):
         _set_loss_attr(vae_loss_of(self.learn), self.param, self.value_at(fractional_epoch(self.learn) if hasattr(self.learn, "epoch") else 0.))
     def before_batch(self):
@@ -99,12 +95,8 @@ class FreeBits(ScheduleLossParam):
         super().before_fit()
 
 # %% ../nbs/03_callbacks.ipynb #6ba2fef7
-def _world():
-    return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
-
-def is_main_process() -> bool:
-    "True on rank 0 of a distributed run, and always when not distributed (only rank 0 writes files)."
-    return not (dist.is_available() and dist.is_initialized()) or dist.get_rank() == 0
+_world = world_size  # from vae_notebooks.saving, like `is_main_process` (re-exported here)
+_all_ = ["is_main_process", "flatten_state", "unflatten_state", "read_checkpoint"]
 
 class _GatherWithGrad(torch.autograd.Function):
     @staticmethod
@@ -154,6 +146,12 @@ class DIPWarmup(Callback):
     def scale_at(self, t:float) -> float:
         "The fraction of the final lambdas in force at fractional epoch `t`."
         return linear_warmup(t, self.lambda_cov_annealing_epochs, delay=self.lambda_start_epoch)
+    def final_values(self) -> dict:
+        "`{attribute: value at the end of the fit}` (read by `ValidObjective`)."
+        n = getattr(self.learn, "n_epoch", None)
+        if n is None: return {}
+        s = self.scale_at(n)
+        return dict(lambda_od=self.lambda_od*s, lambda_d=self.lambda_d*s)
     def _set(self, t):
         loss, s = vae_loss_of(self.learn), self.scale_at(t)
         _set_loss_attr(loss, "lambda_od", self.lambda_od*s); _set_loss_attr(loss, "lambda_d", self.lambda_d*s)
@@ -254,10 +252,102 @@ class LogLossComponents(Callback):
         if self.totals is not None and len(learn.yb): self.totals.add(learn.loss_func.components, find_bs(learn.yb))
 
 # %% ../nbs/03_callbacks.ipynb #3a0580c8
+def final_loss_values(learn) -> dict:
+    "Loss attribute -> value at the end of the fit, from every callback with `final_values()` (schedules)."
+    vals = {}
+    for cb in learn.cbs:
+        f = getattr(cb, "final_values", None)
+        if callable(f): vals.update(f())
+    return vals
+
+class ValidObjective(Callback):
+    "Log `valid_objective`: the validation loss with every scheduled loss weight at its final value."
+    order = 54  # after the Recorder logged the valid metrics (50); before VAEDiagnostics (55) and the trackers (60)
+    column = "valid_objective"
+    def before_fit(self):
+        rec = self.learn.recorder
+        names = [n for n in rec.metric_names if n != self.column]
+        i = names.index("time") if "time" in names else len(names)
+        rec.metric_names = L(names[:i] + [self.column] + names[i:])
+    def before_validate(self):
+        self.total, self.count, self.final = None, 0, final_loss_values(self.learn)
+    def after_loss(self):
+        learn = self.learn
+        if learn.training or not len(learn.yb): return
+        if self.final:
+            loss, lf = vae_loss_of(learn), learn.loss_func
+            old, comps = {k: getattr(loss, k) for k in self.final}, getattr(lf, "components", None)
+            try:
+                for k, v in self.final.items(): _set_loss_attr(loss, k, v)
+                with torch.no_grad(): obj = lf(learn.pred, *learn.yb)
+            finally:  # the loggers read the components of the real loss
+                for k, v in old.items(): setattr(loss, k, v)
+                if comps is not None: lf.components = comps
+        else: obj = learn.loss
+        bs = find_bs(learn.yb)
+        v = obj.detach().double().reshape(())*bs
+        self.total = v if self.total is None else self.total + v
+        self.count += bs
+    def value(self) -> float:
+        "The batch-size-weighted mean over the validation set (over all ranks under DDP)."
+        t = self.total if self.total is not None else torch.zeros((), dtype=torch.float64)
+        vec = torch.stack([t, torch.tensor(float(self.count), dtype=torch.float64, device=t.device)])
+        if _world() > 1: dist.all_reduce(vec)
+        tot, n = vec.cpu().tolist()
+        return tot/n if n else float("nan")
+    def after_validate(self):
+        if hasattr(self.learn.recorder, "log"): self.learn.recorder.log.append(self.value())
+
+# %% ../nbs/03_callbacks.ipynb #ab5d6c38
+class RestoreBest(TrackerCallback):
+    "Track the best epoch of `monitor` (`learn.best_epoch`, `learn.best_value`) and load its weights back after `fit`."
+    order = TrackerCallback.order + 2  # after EarlyStopping (60) and SaveBestModel (61)
+    def __init__(self, monitor:str="valid_objective", comp=None, min_delta:float=0.,
+                 restore:bool=True): # load the best weights at the end of fit
+        super().__init__(monitor=monitor, comp=comp, min_delta=min_delta)
+        self.restore, self.best_at, self._state = restore, None, None
+    def before_fit(self):
+        self.run = not getattr(self.learn, "validation_only", False)
+        if not self.run: return
+        super().before_fit()
+        self.best_at, self._state = None, None
+        self.learn.best_epoch = self.learn.best_value = None
+    def after_epoch(self):
+        super().after_epoch()
+        if self.new_best and np.isfinite(self.best):
+            self.best_at = int(self.epoch)
+            if self.restore:
+                self._state = {k: v.detach().to("cpu", copy=True) for k, v in _unwrap_model(self.learn.model).state_dict().items()}
+        self._publish()
+    def _publish(self):
+        ok = self.best_at is not None and np.isfinite(self.best)
+        self.learn.best_epoch, self.learn.best_value = (self.best_at, float(self.best)) if ok else (None, None)
+    def after_fit(self):
+        if not getattr(self, "run", True) or getattr(self.learn, "validation_only", False): return
+        self._publish()
+        if not self.restore or self.best_at is None: return
+        model = _unwrap_model(self.learn.model)
+        state = self._state if self._state is not None else self._state_from_file()
+        if state is None:
+            warnings.warn(f"RestoreBest: the weights of the best epoch ({self.best_at}) are not available "
+                          "(resumed run without save_best); the model keeps the last epoch's weights")
+            return
+        dev = next(iter(model.parameters()), torch.empty(0)).device
+        model.load_state_dict({k: v.to(dev) for k, v in state.items()})
+    def _state_from_file(self):
+        for cb in self.learn.cbs:
+            if not isinstance(cb, SaveBestModel) or cb.monitor != self.monitor: continue
+            js = cb.path/"model.json"
+            if js.exists() and json.loads(js.read_text()).get("extra", {}).get("epoch") == self.best_at:
+                from safetensors.torch import load_file
+                return load_file(str(cb.path/"model.safetensors"))
+        return None
+
+# %% ../nbs/03_callbacks.ipynb #d3427c10
 class VAEDiagnostics(Callback):
     "After each validation: active units, KL per dimension, posterior-mean variance and collapse probes, as Recorder columns."
     order = 55  # after the Recorder (50) has logged the valid metrics, before CSVLogger/ProgressCallback (60) write
-    columns = ("au_count", "au_frac", "mu_var_mean", "kl_dim_min", "kl_dim_max",
+    columns = ("au_count", "au_frac", "mu_var_mean", "kl_dim_min", "kl_dim_max", "logvar_mean", "z_std",
                "recon_mean_mse", "recon_z0_mse", "recon_gap", "z0_ratio")
     def __init__(self, au_threshold:float=0.01, # variance threshold of an active unit
                  probes:bool=True, # run the posterior-mean and z=0 reconstruction probes
@@ -291,6 +381,10 @@ class VAEDiagnostics(Callback):
         self._acc["n"] += mu.shape[0]
         self._add("mu_sum", mu.double().sum(0)); self._add("mu_sq", mu.double().pow(2).sum(0))
         self._add("kl_dim", gaussian_kl(mu, logvar).double().sum(0))
+        self._add("logvar_sum", logvar.double().sum(0))
+        if "z" in out and out["z"].numel() == mu.numel():
+            z = out["z"].detach().double().reshape(mu.shape)
+            self._add("z_sum", z.sum(0)); self._add("z_sq", z.pow(2).sum(0))
         target = learn.yb[0]
         if "recon" not in out or out["recon"].shape != target.shape: return
         self._acc["n_elem"] += target.numel()
@@ -328,18 +422,20 @@ class VAEDiagnostics(Callback):
         "Reduce the accumulated sums (over ranks too, under DDP) into the diagnostics of this validation pass."
         a, nan = self._acc, float("nan")
         if not a or not a["n"]: return {k: nan for k in self.columns}
-        keys = [k for k in ("mu_sum", "mu_sq", "kl_dim", "se_sample", "se_mean", "se_z0") if k in a]
+        keys = [k for k in ("mu_sum", "mu_sq", "kl_dim", "logvar_sum", "z_sum", "z_sq", "se_sample", "se_mean", "se_z0") if k in a]
         if _world() > 1:
             for k in keys: a[k] = a[k].double().clone(); dist.all_reduce(a[k])
             t = torch.tensor([a["n"], a["n_elem"]], dtype=torch.float64, device=a["mu_sum"].device); dist.all_reduce(t)
             a["n"], a["n_elem"] = int(t[0]), int(t[1])
         n = a["n"]
         mu_mean = a["mu_sum"]/n
-        mu_var = (a["mu_sq"]/n - mu_mean**2).clamp_min(0)*n/max(n - 1, 1)  # unbiased, like torch.var
+        mu_var = (a["mu_sq"]/n - mu_mean**2).clamp_min(0)  # population variance, as `metrics.latent_activity`
         kl_dim = a["kl_dim"]/n
         au = int((mu_var > self.au_threshold).sum())
         res = dict(au_count=au, au_frac=au/mu_var.numel(), mu_var_mean=float(mu_var.mean()),
                    kl_dim_min=float(kl_dim.min()), kl_dim_max=float(kl_dim.max()),
+                   logvar_mean=float(a["logvar_sum"].mean()/n),
+                   z_std=float((a["z_sq"]/n - (a["z_sum"]/n)**2).clamp_min(0).sqrt().mean()) if "z_sum" in a else nan,
                    kl_per_dim=kl_dim.float().cpu().tolist(), mu_var=mu_var.float().cpu().tolist())
         ne = a["n_elem"] or 1
         s = float(a["se_sample"])/ne if "se_sample" in a else nan
@@ -401,21 +497,19 @@ class SaveBestModel(TrackerCallback):
     "Save the model with `save_model` into `path` whenever `monitor` improves."
     order = TrackerCallback.order + 1
     def __init__(self, path:str|Path, # folder for model.safetensors + model.json
-                 monitor:str="valid_loss", comp=None, min_delta:float=0.):
+                 monitor:str="valid_objective", comp=None, min_delta:float=0.):
         super().__init__(monitor=monitor, comp=comp, min_delta=min_delta)
-        self.path, self.last_saved, self.best_epoch = Path(path), None, None
+        self.path, self.last_saved, self.saved_epoch = Path(path), None, None
     def before_fit(self):
         if getattr(self.learn, "validation_only", False): self.run = False; return
-        from vae_notebooks.learner import check_saveable
         check_saveable(self.learn.model)
         super().before_fit()
     def after_epoch(self):
         super().after_epoch()
         val = self.recorder.values[-1][self.idx]
         if not self.new_best or not np.isfinite(val) or not is_main_process(): return
-        from vae_notebooks.learner import save_model
         save_model(self.learn.model, self.path, extra=dict(epoch=int(self.epoch), monitor=self.monitor, value=float(val)))
-        self.last_saved, self.best_epoch = self.path, int(self.epoch)
+        self.last_saved, self.saved_epoch = self.path, int(self.epoch)
 
 # %% ../nbs/03_callbacks.ipynb #10e5ae66
 def _rng_state() -> tuple[dict, dict]:
@@ -483,50 +577,38 @@ def _load_opt_state(opt, tensors:dict, skeleton):
 # %% ../nbs/03_callbacks.ipynb #55a56681
 def save_checkpoint(learn, path:str|Path, # checkpoint folder (replaced atomically)
                     epochs_done:int|None=None) -> Path:
-    "Write model weights, optimizer, random states and training position to `path` (safetensors + JSON)."
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
-    try:
-        model = _unwrap_model(learn.model)
-        tensors = {f"model.{_clean_key(k)}": v.detach().contiguous() for k, v in model.state_dict().items()}
-        meta = {}
-        if learn.opt is not None:
-            ot, meta["optimizer"] = _opt_state(learn.opt); tensors.update(ot)
-        rt, meta["rng"] = _rng_state(); tensors.update(rt)
-        epochs_done = int(learn.epoch) + 1 if epochs_done is None else int(epochs_done)
-        meta["epochs_done"] = epochs_done
-        meta["n_epoch"] = int(getattr(learn, "n_epoch", 0))
-        meta["fractional_epoch"] = float(epochs_done)
-        dls = {name: getattr(dl, "dl", dl) for name, dl in (("train", learn.dls.train), ("valid", learn.dls.valid))}  # unwrap DistributedDL
-        meta["dl_rng"] = {name: list(dl.rng.getstate()[1]) + [dl.rng.getstate()[0]] for name, dl in dls.items() if hasattr(dl, "rng")}
-        rec = learn.recorder
-        meta["recorder"] = dict(values=_to_json(rec.values), metric_names=list(rec.metric_names), iters=_to_json(rec.iters),
-                                smooth_val=_to_json(rec.smooth_loss.val), smooth_count=int(rec.smooth_loss.count))
-        # per-batch histories can be long: keep them as tensors, not JSON
-        tensors["recorder.losses"] = torch.tensor([float(v) for v in rec.losses], dtype=torch.float64)
-        tensors["recorder.lrs"] = torch.tensor([float(v) for v in rec.lrs], dtype=torch.float64)
-        meta["trackers"] = {type(cb).__name__: dict(best=_to_json(cb.best), wait=getattr(cb, "wait", None),
-                                                    best_epoch=getattr(cb, "best_epoch", None))
-                            for cb in learn.cbs if isinstance(cb, TrackerCallback)}
-        meta["diagnostics"] = _to_json(getattr(learn, "vae_diagnostics", []))
-        # shared storage (tied weights, views) must be copied for safetensors
-        save_file({k: v.clone() for k, v in tensors.items()}, tmp/"state.safetensors")
-        (tmp/"trainer.json").write_text(json.dumps(meta))
-        old = path.with_name(path.name + ".old")
-        if path.exists(): shutil.rmtree(old, ignore_errors=True); os.replace(path, old)
-        os.replace(tmp, path)
-        shutil.rmtree(old, ignore_errors=True)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True); raise
-    return path
+    "Write model weights, optimizer, grad scaler, random states and training position to `path` (safetensors + JSON)."
+    model = _unwrap_model(learn.model)
+    tensors = {f"model.{_clean_key(k)}": v.detach().contiguous() for k, v in model.state_dict().items()}
+    meta = {}
+    if learn.opt is not None:
+        ot, meta["optimizer"] = _opt_state(learn.opt); tensors.update(ot)
+    scaler = _grad_scaler(learn)
+    if scaler is not None:
+        st, meta["grad_scaler"] = flatten_state(scaler.state_dict(), "scaler"); tensors.update(st)
+    rt, meta["rng"] = _rng_state(); tensors.update(rt)
+    epochs_done = int(learn.epoch) + 1 if epochs_done is None else int(epochs_done)
+    meta["epochs_done"] = epochs_done
+    meta["n_epoch"] = int(getattr(learn, "n_epoch", 0))
+    meta["fractional_epoch"] = float(epochs_done)
+    dls = {name: getattr(dl, "dl", dl) for name, dl in (("train", learn.dls.train), ("valid", learn.dls.valid))}  # unwrap DistributedDL
+    meta["dl_rng"] = {name: list(dl.rng.getstate()[1]) + [dl.rng.getstate()[0]] for name, dl in dls.items() if hasattr(dl, "rng")}
+    rec = learn.recorder
+    meta["recorder"] = dict(values=_to_json(rec.values), metric_names=list(rec.metric_names), iters=_to_json(rec.iters),
+                            smooth_val=_to_json(rec.smooth_loss.val), smooth_count=int(rec.smooth_loss.count))
+    # per-batch histories can be long: keep them as tensors, not JSON
+    tensors["recorder.losses"] = torch.tensor([float(v) for v in rec.losses], dtype=torch.float64)
+    tensors["recorder.lrs"] = torch.tensor([float(v) for v in rec.lrs], dtype=torch.float64)
+    meta["trackers"] = {type(cb).__name__: dict(best=_to_json(cb.best), wait=vars(cb).get("wait"),
+                                                best_epoch=vars(cb).get("best_at", vars(cb).get("saved_epoch")))
+                        for cb in learn.cbs if isinstance(cb, TrackerCallback)}
+    meta["diagnostics"] = _to_json(getattr(learn, "vae_diagnostics", []))
+    return write_checkpoint(path, tensors, meta)
 
-def read_checkpoint(path:str|Path) -> tuple[dict, dict]:
-    "Tensors and metadata of a checkpoint written by `save_checkpoint` (no unpickling)."
-    path = Path(path)
-    for f in ("state.safetensors", "trainer.json"):
-        if not (path/f).exists(): raise FileNotFoundError(f"checkpoint {path} has no {f}")
-    return load_file(path/"state.safetensors"), json.loads((path/"trainer.json").read_text())
+def _grad_scaler(learn):
+    "The `torch.amp.GradScaler` of fastai's `MixedPrecision` callback (fp16), if there is one."
+    sc = getattr(learn, "scaler", None)  # set by MixedPrecision.before_fit; disabled (bf16, no CUDA) scalers have no state
+    return sc if sc is not None and hasattr(sc, "state_dict") and sc.is_enabled() else None
 
 # %% ../nbs/03_callbacks.ipynb #85359ab1
 class SaveCheckpoint(Callback):
@@ -560,7 +642,9 @@ class RestoreCheckpoint(Callback):
             if st is None or not isinstance(cb, TrackerCallback): continue
             cb.best = st["best"]
             if st.get("wait") is not None: cb.wait = st["wait"]
-            if st.get("best_epoch") is not None: cb.best_epoch = st["best_epoch"]
+            for attr in ("best_at", "saved_epoch"):  # RestoreBest, SaveBestModel
+                if attr in vars(cb) and st.get("best_epoch") is not None: setattr(cb, attr, st["best_epoch"])
+            if "best_at" in vars(cb): cb._publish()
         diag = getattr(self.learn, "vae_diagnostics", None)
         if diag is not None: diag[:] = m.get("diagnostics", [])
         self.learn.train_iter = m["epochs_done"]*len(self.learn.dls.train)
@@ -569,6 +653,9 @@ class RestoreCheckpoint(Callback):
             dl = getattr(dl, "dl", dl)
             dl.rng.setstate((st[-1], tuple(st[:-1]), None))
         _set_rng_state(self.tensors, m["rng"])
+        scaler = _grad_scaler(self.learn)
+        if scaler is not None and "grad_scaler" in m:
+            scaler.load_state_dict(unflatten_state(m["grad_scaler"], self.tensors))
     def after_fit(self): self.learn.remove_cb(self)
 
 # %% ../nbs/03_callbacks.ipynb #1cfa7ebb

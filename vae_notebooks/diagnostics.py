@@ -1,4 +1,4 @@
-"""Read the engine's posterior-collapse diagnostics against documented thresholds: a table and a verdict, healthy or collapsed.
+"""Read the engine's posterior-collapse diagnostics against the MRI recipe's thresholds: a table and a verdict, healthy, template or collapsed.
 
 Docs: https://vae-notebooks.github.io/vae_notebooks/diagnostics.html.md"""
 
@@ -10,17 +10,32 @@ import math
 import pandas as pd
 
 # %% auto #0
-__all__ = ['AU_MIN', 'KL_FLOOR_FACTOR', 'KL_MIN_NATS', 'MU_VAR_MIN', 'Z0_RATIO_MAX', 'GAP_REL_MIN', 'MIN_FAILS_COLLAPSED',
+__all__ = ['AU_MIN_AT_128', 'KL_MIN_AT_128', 'REFERENCE_LATENT_DIM', 'KL_FLOOR_FACTOR', 'KL_MIN_NATS', 'MU_VAR_MIN',
+           'Z0_RATIO_MAX', 'GAP_REL_MIN', 'BASELINE_RATIO_MAX', 'au_threshold', 'kl_threshold', 'kl_floor',
            'diagnostics_table', 'collapse_verdict', 'history_frame']
 
 # %% ../nbs/05a_diagnostics.ipynb #425917e6
-AU_MIN = 1             # fewest active units of a healthy model
-KL_FLOOR_FACTOR = 1.1  # healthy raw KL exceeds KL_FLOOR_FACTOR * free_bits * latent_dim ...
-KL_MIN_NATS = 0.1      # ... plus this many nats (so that a KL of ~0 fails without free bits too)
-MU_VAR_MIN = 0.01      # smallest mean posterior-mean variance of a healthy model (the active-unit threshold)
-Z0_RATIO_MAX = 0.98    # largest MSE(mu) / MSE(z=0) of a decoder that uses z
-GAP_REL_MIN = 1e-2     # smallest (MSE(sampled z) - MSE(mu)) / MSE(mu) of a decoder that uses z
-MIN_FAILS_COLLAPSED = 3  # failed checks that make the verdict "collapsed" (no active unit always does)
+AU_MIN_AT_128 = 10      # a healthy model has more than AU_MIN_AT_128 * D/128 active units
+KL_MIN_AT_128 = 10.0    # ... and carries more than KL_MIN_AT_128 * D/128 nats of raw KL
+REFERENCE_LATENT_DIM = 128  # the latent size at which the recipe states these two
+KL_FLOOR_FACTOR = 1.1   # raw KL at or below KL_FLOOR_FACTOR * free_bits * D + KL_MIN_NATS is "at the floor" (collapsed)
+KL_MIN_NATS = 0.1       # (so that a KL of ~0 is at the floor without free bits too)
+MU_VAR_MIN = 0.1        # smallest mean posterior-mean variance of a healthy model
+Z0_RATIO_MAX = 0.9      # largest MSE(mu) / MSE(z=0) of a decoder that uses z
+GAP_REL_MIN = 1e-2      # smallest (MSE(sampled z) - MSE(mu)) / MSE(mu) of a decoder that uses z
+BASELINE_RATIO_MAX = 0.9  # largest MSE(mu) / MSE(training-mean template) of a model that beats the template
+
+def au_threshold(latent_dim:int) -> float:
+    "Active units a healthy model must exceed at this latent size (10 at 128, linear in D)."
+    return AU_MIN_AT_128*latent_dim/REFERENCE_LATENT_DIM
+
+def kl_threshold(latent_dim:int, free_bits:float=0.0) -> float:
+    "Raw KL (nats) a healthy model must exceed: 10 nats at D = 128, linear in D, and above the free-bits floor."
+    return max(KL_MIN_AT_128*latent_dim/REFERENCE_LATENT_DIM, kl_floor(latent_dim, free_bits))
+
+def kl_floor(latent_dim:int, free_bits:float=0.0) -> float:
+    "Raw KL (nats) at or below which the posterior is the prior or held at the free-bits floor."
+    return KL_FLOOR_FACTOR*free_bits*latent_dim + KL_MIN_NATS
 
 # %% ../nbs/05a_diagnostics.ipynb #4695c5ce
 def _get(row, key:str) -> float:
@@ -36,45 +51,61 @@ def _latent_dim(row, latent_dim:int|None) -> int|None:
     if frac > 0 and math.isfinite(au): return int(round(au/frac))
     return None
 
+_LATENT_CHECKS = ("au_count", "valid_kl_raw", "mu_var_mean")
+_DECODER_CHECKS = ("z0_ratio", "recon_gap", "baseline_mse")
+
 def diagnostics_table(row, # a metrics row: dict, pandas Series (Recorder / metrics.csv) or `learn.vae_diagnostics[-1]`
                       free_bits:float=0.0, # free-bits floor of the run, nats per latent dimension
-                      latent_dim:int|None=None, # latent size (default: inferred from au_count/au_frac or kl_per_dim)
+                      latent_dim:int|None=None, # latent size D (default: inferred from au_count/au_frac or kl_per_dim)
+                      baseline_mse:float|None=None, # MSE of the training-mean template on the same data and metric as recon_mean_mse
                      ) -> pd.DataFrame:
-    "The five collapse checks of a metrics row: diagnostic, column, value, healthy threshold, ok (NaN: not measured)."
+    "The collapse checks of a metrics row: diagnostic, column, value, healthy threshold, ok (None: not measured)."
     if free_bits < 0: raise ValueError(f"free_bits must be >= 0, got {free_bits}")
-    if not math.isfinite(_get(row, "au_count")):
+    au = _get(row, "au_count")
+    if not math.isfinite(au):
         raise ValueError("the metrics row has no 'au_count': train with vae_learner(..., diagnostics=True), which logs it")
     kl = _get(row, "valid_kl_raw")
     if not math.isfinite(kl): kl = _get(row, "kl_raw")
-    floor = 0.0
-    if free_bits > 0:
-        d = _latent_dim(row, latent_dim)
-        if d is None: raise ValueError("free_bits > 0 needs latent_dim (it cannot be inferred: au_frac is 0 and there is no kl_per_dim)")
-        floor = free_bits*d
-    kl_min = KL_FLOOR_FACTOR*floor + KL_MIN_NATS
-    au, mv, z0, gap, mse = (_get(row, k) for k in ("au_count", "mu_var_mean", "z0_ratio", "recon_gap", "recon_mean_mse"))
+    d = _latent_dim(row, latent_dim)
+    if d is None:
+        if au == 0: d = 0  # no active unit: collapsed whatever the size; the size-scaled checks are not needed
+        else: raise ValueError("latent_dim is needed (it cannot be inferred: no au_frac and no kl_per_dim in the row)")
+    au_min, kl_min, floor = au_threshold(d), kl_threshold(d, free_bits), kl_floor(d, free_bits)
+    mv, z0, gap, mse = (_get(row, k) for k in ("mu_var_mean", "z0_ratio", "recon_gap", "recon_mean_mse"))
     gap_min = GAP_REL_MIN*mse
-    rows = [("active units", "au_count", au, f">= {AU_MIN}", au >= AU_MIN),
-            ("raw KL vs free-bits floor", "valid_kl_raw", kl, f"> {kl_min:.3g} nats (floor {floor:.3g})", kl > kl_min),
+    rows = [("active units", "au_count", au, f"> {au_min:.3g} (10 x D/128, D={d})", au > au_min),
+            ("raw KL", "valid_kl_raw", kl, f"> {kl_min:.3g} nats (10 x D/128; free-bits floor {free_bits*d:.3g})", kl > kl_min),
             ("posterior-mean variance", "mu_var_mean", mv, f"> {MU_VAR_MIN}", mv > MU_VAR_MIN),
             ("z=0 ablation MSE(mu)/MSE(0)", "z0_ratio", z0, f"< {Z0_RATIO_MAX}", z0 < Z0_RATIO_MAX),
             ("mean-vs-sampled gap", "recon_gap", gap, f"> {gap_min:.3g} ({GAP_REL_MIN:g} x MSE)", gap > gap_min)]
+    if baseline_mse is not None:
+        ratio = mse/float(baseline_mse) if baseline_mse > 0 else float("nan")
+        rows.append(("vs training-mean template MSE(mu)/MSE(mean)", "baseline_mse", ratio,
+                     f"< {BASELINE_RATIO_MAX} (template MSE {float(baseline_mse):.4g})", ratio < BASELINE_RATIO_MAX))
     t = pd.DataFrame(rows, columns=["diagnostic", "column", "value", "healthy if", "ok"]).astype({"ok": object})
     t.loc[~t.value.map(math.isfinite) | ((t.column == "recon_gap") & (not math.isfinite(mse))), "ok"] = None
+    t.attrs.update(latent_dim=d, kl_floor=floor, kl=kl, au=au)
     return t
 
 def collapse_verdict(row, # a metrics row (see `diagnostics_table`)
                      free_bits:float=0.0, # free-bits floor of the run, nats per latent dimension
-                     latent_dim:int|None=None, # latent size (default: inferred)
+                     latent_dim:int|None=None, # latent size D (default: inferred)
+                     baseline_mse:float|None=None, # MSE of the training-mean template, same data and metric as recon_mean_mse
                     ) -> tuple[str, list[str]]:
-    "`('healthy' | 'collapsed', reasons)`: the reasons name each failed (or unmeasured) check with its value."
-    t = diagnostics_table(row, free_bits, latent_dim)
-    is_fail = t.ok.map(lambda o: not pd.isna(o) and not bool(o))
-    failed = t[is_fail]
+    "`('healthy' | 'template' | 'collapsed', reasons)`: healthy only when every measured check passes."
+    t = diagnostics_table(row, free_bits, latent_dim, baseline_mse)
+    failed = t[t.ok.map(lambda o: not pd.isna(o) and not bool(o))]
     reasons = [f"{r.diagnostic}: {r.column}={r.value:.4g}, healthy if {r['healthy if']}" for _, r in failed.iterrows()]
     reasons += [f"{r.diagnostic}: {r.column} not measured" for _, r in t[t.ok.isna()].iterrows()]
-    collapsed = bool(is_fail.iloc[0]) or len(failed) >= MIN_FAILS_COLLAPSED
-    return ("collapsed" if collapsed else "healthy"), reasons
+    au, kl, floor = t.attrs["au"], t.attrs["kl"], t.attrs["kl_floor"]
+    if au == 0 or (math.isfinite(kl) and kl <= floor):
+        why = "no active unit" if au == 0 else f"raw KL {kl:.4g} nats at the floor (<= {floor:.3g})"
+        return "collapsed", [f"collapsed: {why}"] + reasons
+    if failed.column.isin(_DECODER_CHECKS).any():
+        return "template", ["template: the decoder hardly uses z or is no better than the training mean"] + reasons
+    if failed.column.isin(_LATENT_CHECKS).any():
+        return "collapsed", ["collapsed (partial): too little of the latent space is used for its size"] + reasons
+    return "healthy", reasons
 
 # %% ../nbs/05a_diagnostics.ipynb #da37f722
 def history_frame(learn) -> pd.DataFrame:

@@ -6,7 +6,7 @@ Docs: https://vae-notebooks.github.io/vae_notebooks/learner.html.md"""
 
 # %% ../nbs/04_learner.ipynb #de5eafc0
 from __future__ import annotations
-import contextlib, importlib, itertools, json, os, platform, random, subprocess, sys, time, warnings
+import contextlib, functools, importlib, itertools, json, os, platform, random, subprocess, sys, time, warnings
 from collections.abc import Mapping, Callable, Sequence
 from pathlib import Path
 import torch
@@ -19,18 +19,23 @@ from fastai.callback.tracker import EarlyStoppingCallback
 from fastai.callback.training import GradientClip
 from fastai.callback.fp16 import MixedPrecision
 from fastai.callback.schedule import *  # fit_one_cycle, fit_flat_cos, lr_find
-from fastai.distributed import DistributedDL, DistributedTrainer  # DDP through Accelerate
 from fastai.optimizer import OptimWrapper, Adam
 import safetensors.torch
 import vae_notebooks
 from .core import default_device, resolve_precision, atomic_path, atomic_write_json, atomic_write_text, VAEOutput
 from .callbacks import *
 from .callbacks import _unwrap_model, _clean_key, _load_opt_state
+from .saving import (MODEL_CLASSES, register_model, check_saveable, save_model, load_model, check_out_dir,
+                                  start_run, finish_run, RUN_INCOMPLETE, world_size, is_main_process)
+# the run-folder and model-file functions live in the fastai-free `vae_notebooks.saving`; re-exported here
+_all_ = ["MODEL_CLASSES", "register_model", "check_saveable", "save_model", "load_model", "check_out_dir", "start_run", "world_size",
+         "finish_run", "RUN_INCOMPLETE"]
 
 # %% auto #0
-__all__ = ['VAEDataLoader', 'vae_dataloaders', 'check_saveable', 'save_model', 'load_model', 'VAECSVLogger', 'VAEDistributedDL',
-           'VAEDistributedTrainer', 'VAELearner', 'TorchAdam', 'vae_learner', 'dist_env', 'world_size', 'barrier',
-           'rank_device', 'main_process_first', 'distributed', 'start_run']
+__all__ = ['VAEDataLoader', 'vae_dataloaders', 'VAECSVLogger', 'VAELearner', 'TorchAdam', 'watched', 'vae_learner', 'dist_env',
+           'barrier', 'rank_device', 'main_process_first', 'distributed', 'MODEL_CLASSES', 'register_model',
+           'check_saveable', 'save_model', 'load_model', 'check_out_dir', 'start_run', 'world_size', 'finish_run',
+           'RUN_INCOMPLETE']
 
 # %% ../nbs/04_learner.ipynb #01697c1a
 def _check_dataset(ds, name:str, n_inp:int):
@@ -114,70 +119,6 @@ def vae_dataloaders(train_ds, # training data set: items are tuples (xb..., yb..
     dls.n_inp = n_inp
     return dls
 
-# %% ../nbs/04_learner.ipynb #5a12268a
-_ALLOWED_PREFIX = "vae_notebooks."
-
-def _class_path(model) -> str:
-    cls = type(_unwrap_model(model))
-    return f"{cls.__module__}:{cls.__qualname__}"
-
-def check_saveable(model, config:dict|None=None):
-    "Raise a clear error if `save_model` could not save `model` so that `load_model` rebuilds it."
-    m = _unwrap_model(model)
-    path = _class_path(m)
-    if not path.startswith(_ALLOWED_PREFIX):
-        raise ValueError(f"save_model only records model classes from vae_notebooks modules; {path} is not one "
-                         "(add the model to the package, or save its state_dict with safetensors yourself)")
-    cfg = config if config is not None else getattr(m, "config", None)
-    if cfg is None:
-        raise ValueError(f"{type(m).__name__} has no `.config`: call `store_config(self, ...)` first in its __init__, or pass config=")
-    return path, cfg
-
-def save_model(model:nn.Module, # model to save (may be compiled or DDP-wrapped)
-               path_dir:str|Path, # folder; receives model.safetensors and model.json
-               config:dict|None=None, # constructor kwargs (default `model.config`)
-               extra:dict|None=None, # anything else worth recording (epoch, metrics...)
-              ) -> Path:
-    "Save weights as `model.safetensors` and class + config as `model.json`, atomically; never pickles."
-    cls_path, cfg = check_saveable(model, config)
-    m = _unwrap_model(model)
-    path_dir = Path(path_dir); path_dir.mkdir(parents=True, exist_ok=True)
-    sd = {_clean_key(k): v.detach().contiguous().cpu().clone() for k, v in m.state_dict().items()}
-    with atomic_path(path_dir/"model.safetensors") as tmp: safetensors.torch.save_file(sd, str(tmp), metadata={"format": "pt"})
-    meta = {"format": "vae_notebooks.model/1", "class": cls_path, "config": cfg, "extra": extra or {},
-            "vae_notebooks_version": vae_notebooks.__version__, "torch_version": torch.__version__}
-    atomic_write_json(path_dir/"model.json", meta)
-    return path_dir
-
-def _import_class(cls_path:str, source:Path):
-    if ":" not in cls_path or not cls_path.startswith(_ALLOWED_PREFIX):
-        raise ValueError(f"{source}: refusing to import model class {cls_path!r}; only vae_notebooks classes are loaded")
-    mod_name, qual = cls_path.split(":", 1)
-    obj = importlib.import_module(mod_name)
-    for part in qual.split("."): obj = getattr(obj, part)
-    if not (isinstance(obj, type) and issubclass(obj, nn.Module)): raise TypeError(f"{source}: {cls_path} is not an nn.Module class")
-    return obj
-
-def load_model(path_dir:str|Path, # folder written by `save_model`
-               device=None, # where to put the weights (default: CPU)
-               strict:bool=True, # require the weights to match the rebuilt model exactly
-              ) -> nn.Module:
-    "Rebuild a model saved by `save_model` from its JSON config and load its weights (no unpickling)."
-    path_dir = Path(path_dir)
-    js, st = path_dir/"model.json", path_dir/"model.safetensors"
-    for f in (js, st):
-        if not f.exists(): raise FileNotFoundError(f"{f} not found (save_model writes model.json and model.safetensors)")
-    try: meta = json.loads(js.read_text())
-    except json.JSONDecodeError as e: raise ValueError(f"{js} is not valid JSON: {e}") from None
-    for k in ("class", "config"):
-        if k not in meta: raise ValueError(f"{js} has no {k!r} field")
-    model = _import_class(meta["class"], js)(**meta["config"])
-    sd = safetensors.torch.load_file(str(st), device=str(device or "cpu"))
-    res = model.load_state_dict(sd, strict=False)
-    if strict and (res.missing_keys or res.unexpected_keys):
-        raise ValueError(f"{st} does not match {meta['class']}: missing {res.missing_keys[:5]}, unexpected {res.unexpected_keys[:5]}")
-    return model.to(device or "cpu")
-
 # %% ../nbs/04_learner.ipynb #ec03c06f
 class VAECSVLogger(CSVLogger):
     "fastai's `CSVLogger`: rank 0 only, inert during `validate`/`get_preds`, continuing the file when a fit resumes."
@@ -198,19 +139,30 @@ class VAECSVLogger(CSVLogger):
     def after_fit(self):
         if getattr(self, "_active", False): super().after_fit()
 
-class VAEDistributedDL(DistributedDL):
-    "fastai's `DistributedDL`, able to broadcast the shuffled indices over gloo (CPU) as well as NCCL."
-    def _broadcast(self, t, rank):
-        dev = "cuda" if torch.distributed.get_backend() == "nccl" else "cpu"
-        t = torch.tensor(t, dtype=torch.long, device=dev)
-        torch.distributed.broadcast(t, rank)
-        return t.cpu().tolist()
+@functools.cache
+def _ddp_classes():
+    "`(VAEDistributedDL, VAEDistributedTrainer)`, built on first use: `fastai.distributed` imports Accelerate, which imports `tqdm.auto`."
+    from fastai.distributed import DistributedDL, DistributedTrainer  # DDP through Accelerate
+    class VAEDistributedDL(DistributedDL):
+        "fastai's `DistributedDL`, able to broadcast the shuffled indices over gloo (CPU) as well as NCCL."
+        def _broadcast(self, t, rank):
+            dev = "cuda" if torch.distributed.get_backend() == "nccl" else "cpu"
+            t = torch.tensor(t, dtype=torch.long, device=dev)
+            torch.distributed.broadcast(t, rank)
+            return t.cpu().tolist()
+    class VAEDistributedTrainer(DistributedTrainer):
+        "fastai's `DistributedTrainer` (Accelerate), wrapping the data loaders in `VAEDistributedDL`."
+        def _wrap_dl(self, dl):
+            if isinstance(dl, DistributedDL): return dl
+            return VAEDistributedDL(dl, device=getattr(self.learn.model, "device", None) or getattr(self.dls, "device", None))
+    VAEDistributedDL.__module__ = VAEDistributedTrainer.__module__ = __name__
+    VAEDistributedDL.__qualname__, VAEDistributedTrainer.__qualname__ = "VAEDistributedDL", "VAEDistributedTrainer"
+    return VAEDistributedDL, VAEDistributedTrainer
 
-class VAEDistributedTrainer(DistributedTrainer):
-    "fastai's `DistributedTrainer` (Accelerate), wrapping the data loaders in `VAEDistributedDL`."
-    def _wrap_dl(self, dl):
-        if isinstance(dl, DistributedDL): return dl
-        return VAEDistributedDL(dl, device=getattr(self.learn.model, "device", None) or getattr(self.dls, "device", None))
+def __getattr__(name):
+    "`VAEDistributedDL` and `VAEDistributedTrainer` are created when first asked for (see `_ddp_classes`)."
+    if name in ("VAEDistributedDL", "VAEDistributedTrainer"): return dict(zip(("VAEDistributedDL", "VAEDistributedTrainer"), _ddp_classes()))[name]
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 def _defines(cb, event_name:str) -> bool:
     "Whether callback `cb` has its own handler for `event_name` (class method or per-instance function)."
@@ -284,7 +236,7 @@ class VAELearner(Learner):
         if dev is not None and torch.device(dev).type == "cpu": kwargs.setdefault("cpu", True)
         try:
             if num_distrib() > 1:
-                self.add_cb(VAEDistributedTrainer(sync_bn, **kwargs))
+                self.add_cb(_ddp_classes()[1](sync_bn, **kwargs))
                 if rank_distrib(): self.remove_cbs([cb for cb in self.cbs if isinstance(cb, ProgressCallback)])
             yield self
         finally: self.detach_distributed()
@@ -303,7 +255,7 @@ class VAELearner(Learner):
             if self.opt is None: self.create_opt()
             _load_opt_state(self.opt, {k: v for k, v in tensors.items() if k.startswith("opt.")}, meta["optimizer"])
         self.remove_cbs([cb for cb in self.cbs if isinstance(cb, RestoreCheckpoint)])
-        self.add_cb(RestoreCheckpoint({k: v for k, v in tensors.items() if k.startswith(("rng.", "recorder."))}, meta))
+        self.add_cb(RestoreCheckpoint({k: v for k, v in tensors.items() if k.startswith(("rng.", "recorder.", "scaler."))}, meta))
         return int(meta["epochs_done"])
 
 # %% ../nbs/04_learner.ipynb #bee43590
@@ -334,6 +286,41 @@ class _TorchOptimWrapper(OptimWrapper):
         self.opt.load_state_dict(sd)
 
 # %% ../nbs/04_learner.ipynb #72e1aa3d
+_BATCH_RUNNERS = ("papermill", "nbclient", "nbconvert", "execnb", "nbdev_test", "nbdev-test", "pytest", "nbval", "testbook")
+
+def _parent_cmdlines(depth:int=5) -> list[str]:
+    "Command lines of this process's parent, grandparent, ... (Linux `/proc`; `psutil` elsewhere when installed)."
+    out, pid = [], os.getppid()
+    for _ in range(depth):
+        if pid <= 1: break
+        try:
+            out.append(Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace"))
+            pid = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            try:
+                import psutil
+                p = psutil.Process(pid); out.append(" ".join(p.cmdline())); pid = p.ppid()
+            except Exception: break
+    return out
+
+def _started_by_batch_runner(cmdlines:list[str]) -> bool:
+    "Whether any of these command lines is papermill, nbclient, nbconvert, execnb or a test runner."
+    return any(r in c for c in cmdlines for r in _BATCH_RUNNERS)
+
+def watched() -> bool:
+    "Whether a person is probably watching: a terminal or a live Jupyter front end (not papermill, nbclient, nbdev-test or CI)."
+    env = os.environ.get("VAE_NOTEBOOKS_PROGRESS", "").strip().lower()
+    if env in ("1", "true", "yes", "on"): return True
+    if env in ("0", "false", "no", "off"): return False
+    if os.environ.get("CI", "").strip().lower() not in ("", "0", "false"): return False
+    shell = sys.modules["IPython"].get_ipython() if "IPython" in sys.modules else None
+    if shell is not None:
+        if type(shell).__name__ != "ZMQInteractiveShell": return False   # execnb (nbdev-test) and other embedded shells
+        return not _started_by_batch_runner(_parent_cmdlines())
+    try: return sys.stdout.isatty()
+    except (AttributeError, ValueError): return False
+
+# %% ../nbs/04_learner.ipynb #d7a8d3c1
 def vae_learner(dls:DataLoaders, # from `vae_dataloaders`
                 model:nn.Module, # a VAE following the model protocol
                 loss, # callable `loss(out, *yb) -> (total, components)`, e.g. `VAELoss()`
@@ -347,18 +334,19 @@ def vae_learner(dls:DataLoaders, # from `vae_dataloaders`
                 opt_func=TorchAdam, # fastai optimizer factory (fastai's `Adam` works too)
                 wd:float=0., # weight decay
                 grad_clip:float|None=None, # clip the gradient norm to this value
-                patience:int|None=None, # early stopping patience (epochs) on valid_loss
+                patience:int|None=None, # early stopping patience (epochs) on `monitor`
                 diagnostics:bool=True, # active units, KL per dim, collapse probes after validation
                 csv_path:str|Path|None=None, # write metrics.csv here
-                save_best:str|Path|None=None, # folder for the best model (by valid_loss)
+                save_best:str|Path|None=None, # folder for the best model (by `monitor`)
                 amp:bool|str="auto", # mixed precision: "auto" (bf16 on CUDA), True/"bf16", "fp16", False
                 compile:bool=False, # wrap the model with torch.compile
                 nan_guard:bool=True, # stop on a non-finite training loss
                 cbs:list|None=None, # more callbacks
                 path:str|Path|None=None, # the Learner's path (default ".")
                 checkpoint:str|Path|None=None, # folder for resumable per-epoch checkpoints
-                progress:bool=True, # show fastai's progress bars
-                monitor:str="valid_loss", # column watched by `save_best` and `patience`
+                progress:bool|None=None, # progress bars: None = auto (on when a person watches, off under papermill/CI), True, False
+                monitor:str="valid_objective", # column watched by `save_best`, `patience` and `restore_best`
+                restore_best:bool=True, # load the best epoch's weights (by `monitor`) into the model at the end of fit
                 monitor_mode:str="min", # "min" or "max": which direction of `monitor` is better
                 component_names:list|None=None, # loss components to log (default: probed)
                 tracking:str|Sequence|None=None, # "tensorboard" and/or "wandb" (default: $VAE_NOTEBOOKS_TRACKING), logged beside csv_path
@@ -383,6 +371,7 @@ def vae_learner(dls:DataLoaders, # from `vae_dataloaders`
     if patience is not None: cb_list.append(EarlyStoppingCallback(monitor=monitor, comp=comp, patience=patience))
     if csv_path is not None: cb_list.append(VAECSVLogger(Path(csv_path).absolute()))
     if save_best is not None: cb_list.append(SaveBestModel(save_best, monitor=monitor, comp=comp))
+    cb_list += [ValidObjective(), RestoreBest(monitor=monitor, comp=comp, restore=restore_best)]
     tracking = os.environ.get("VAE_NOTEBOOKS_TRACKING", "") if tracking is None else tracking
     tracking = {t.strip() for t in (tracking.split(",") if isinstance(tracking, str) else tracking) if t.strip()}
     if tracking:
@@ -401,6 +390,7 @@ def vae_learner(dls:DataLoaders, # from `vae_dataloaders`
     learn.recorder.train_metrics = True
     # fastai's CastToTensor turns tensor subclasses into plain tensors before each batch; vae_dataloaders yields plain ones
     if isinstance(dls.train, VAEDataLoader): learn.remove_cbs([cb for cb in learn.cbs if isinstance(cb, CastToTensor)])
+    if progress is None: progress = watched()
     if not progress: learn.remove_cbs([cb for cb in learn.cbs if isinstance(cb, ProgressCallback)])
     return learn
 
@@ -408,10 +398,6 @@ def vae_learner(dls:DataLoaders, # from `vae_dataloaders`
 def dist_env() -> dict:
     "`rank`, `local_rank` and `world_size` from the launcher's environment variables (0, 0, 1 when not launched)."
     return {k: int(os.environ.get(v, d)) for k, v, d in (("rank", "RANK", 0), ("local_rank", "LOCAL_RANK", 0), ("world_size", "WORLD_SIZE", 1))}
-
-def world_size() -> int:
-    "Processes in the current process group (1 when there is none)."
-    return torch.distributed.get_world_size() if torch.distributed.is_available() and torch.distributed.is_initialized() else 1
 
 def barrier():
     "Wait for every rank (a no-op when not distributed)."
@@ -448,26 +434,3 @@ def distributed(device=None, # the run's device setting: NCCL when it resolves t
         yield world_size()
         torch.distributed.barrier()  # leave together: a rank tearing down while another still talks can abort it
     finally: torch.distributed.destroy_process_group()
-
-# %% ../nbs/04_learner.ipynb #8686c644
-def _git_commit(where:Path) -> str|None:
-    try:
-        r = subprocess.run(["git", "-C", str(where), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5)
-        return r.stdout.strip() or None if r.returncode == 0 else None
-    except (OSError, subprocess.SubprocessError): return None
-
-def start_run(out_dir:str|Path, # the run's folder (created)
-              config:Mapping, # resolved parameters of the run (JSON-able)
-             ) -> Path:
-    "Create `out_dir` and `out_dir/figures`, write `config.json` (params + versions, git commit, device, world size); return `out_dir`. Rank 0 only."
-    if not isinstance(config, Mapping): raise TypeError(f"config must be a mapping of parameters, got {type(config).__name__}")
-    out_dir = Path(out_dir)
-    if not is_main_process(): return out_dir  # under DDP only rank 0 writes the run folder
-    (out_dir/"figures").mkdir(parents=True, exist_ok=True)
-    device = config.get("device") if isinstance(config.get("device"), str) else None
-    info = {"params": dict(config), "vae_notebooks_version": vae_notebooks.__version__,
-            "git_commit": _git_commit(Path(vae_notebooks.__file__).parent), "torch_version": torch.__version__,
-            "python_version": platform.python_version(), "device": str(default_device(device)), "world_size": world_size(),
-            "started_at": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
-    atomic_write_json(out_dir/"config.json", info)
-    return out_dir

@@ -12,10 +12,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+import warnings
+import pandas as pd
 
 # %% auto #0
 __all__ = ['active_units', 'latent_activity', 'gaussian_window_1d', 'ssim3d', 'psnr', 'discretize', 'mutual_info_matrix', 'mig',
-           'dci_scores', 'dci', 'iwae_log_likelihood', 'anomaly_auc']
+           'dci_scores', 'dci', 'iwae_log_likelihood', 'anomaly_auc', 'baseline_reconstructions', 'baseline_scores']
 
 # %% ../nbs/05_metrics.ipynb #d3f51471
 def _to_numpy(a, name:str) -> np.ndarray:
@@ -318,3 +320,59 @@ def anomaly_auc(scores:Tensor|np.ndarray, # anomaly scores [N], higher = more an
     if len(vals) < 2: raise ValueError("labels contain only one class; AUCs need both normal (0) and anomalous (1) samples")
     y = y.astype(int)
     return dict(roc_auc=float(roc_auc_score(y, s)), pr_auc=float(average_precision_score(y, s)))
+
+# %% ../nbs/05_metrics.ipynb #38af8a6a
+def _flat_float(a, name:str) -> np.ndarray:
+    "`a` [N, ...] as a float64 array [N, features]."
+    a = _to_numpy(a, name).astype(np.float64)
+    if a.ndim < 2: raise ValueError(f"{name} must have shape [N, ...] with at least one feature dim, got {tuple(a.shape)}")
+    return a.reshape(len(a), -1)
+
+def baseline_reconstructions(x_train, # training data [N_train, ...] (numpy or torch); NaN = missing
+                             x_valid, # validation data [N_valid, ...], same features
+                             n_components:int, # PCA components: the model's latent size
+                             seed:int=0, # PCA's random state (only used by randomised solvers)
+                            ) -> dict:
+    "Trivial reconstructions of `x_valid` fitted on `x_train` only: `zeros`, the training `mean` and `pca` (k components)."
+    from sklearn.decomposition import PCA
+    xt, xv = _flat_float(x_train, "x_train"), _flat_float(x_valid, "x_valid")
+    if xt.shape[1] != xv.shape[1]:
+        raise ValueError(f"x_train {tuple(np.shape(x_train))} and x_valid {tuple(np.shape(x_valid))} have different features per sample ({xt.shape[1]} vs {xv.shape[1]})")
+    if len(xt) < 2: raise ValueError(f"x_train needs at least 2 samples, got shape {tuple(np.shape(x_train))}")
+    if np.isinf(xt).any() or np.isinf(xv).any(): raise ValueError("x_train/x_valid contain inf")
+    if int(n_components) < 1: raise ValueError(f"n_components must be >= 1, got {n_components}")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)           # an all-NaN feature: mean 0 below
+        mean = np.nan_to_num(np.nanmean(xt, 0), nan=0.0)
+    k_max = min(len(xt) - 1, xt.shape[1])
+    k = int(n_components)
+    if k > k_max:
+        warnings.warn(f"baseline_reconstructions: n_components={k} clipped to {k_max} = min(N_train - 1, features)")
+        k = k_max
+    fill = lambda a: np.where(np.isnan(a), mean, a)
+    pca = PCA(n_components=k, svd_solver="full", random_state=seed).fit(fill(xt))
+    rec = pca.inverse_transform(pca.transform(fill(xv)))
+    shape = np.shape(x_valid)
+    out = {"zeros": np.zeros(xv.shape), "mean": np.broadcast_to(mean, xv.shape), "pca": rec}
+    return {name: np.ascontiguousarray(v, dtype=np.float32).reshape(shape) for name, v in out.items()}
+
+def baseline_scores(x_train, # training data [N_train, ...]
+                    x_valid, # validation data [N_valid, ...]
+                    n_components:int, # PCA components: the model's latent size
+                    mask=None, # 1 where an entry of `x_valid` counts (broadcasts to it); default: all entries
+                   ) -> pd.DataFrame:
+    "MSE of the `zeros`, training `mean` and `pca` reconstructions on `x_valid` (over entries where `mask` is 1): columns `method`, `mse`."
+    recs = baseline_reconstructions(x_train, x_valid, n_components)
+    xv = _to_numpy(x_valid, "x_valid").astype(np.float64)
+    if mask is None:
+        if np.isnan(xv).any(): raise ValueError("x_valid has missing values (NaN): pass a mask with 1 where an entry is observed")
+        m = np.ones(xv.shape, dtype=bool)
+    else:
+        mk = _to_numpy(mask, "mask")
+        try: m = np.broadcast_to(mk != 0, xv.shape)
+        except ValueError: raise ValueError(f"mask {tuple(mk.shape)} does not broadcast to x_valid {tuple(xv.shape)}") from None
+        if np.isnan(xv[m]).any(): raise ValueError("x_valid is NaN where mask is 1")
+    n = int(m.sum())
+    if n == 0: raise ValueError("mask selects no entry of x_valid")
+    rows = [(name, float(((r.astype(np.float64) - np.where(m, xv, 0.))**2)[m].sum()/n)) for name, r in recs.items()]
+    return pd.DataFrame(rows, columns=["method", "mse"])
