@@ -8,12 +8,14 @@ PY := $(BIN)/python
 STAMP := $(VENV)/.install-stamp
 PIP := $(PY) -m pip install -q --disable-pip-version-check -c constraints.txt
 
-.PHONY: install train test test-fast docs lab sync readme clean-runs help
+.PHONY: install train test test-fast docs docs-check docs-js lab sync readme clean-runs help
 
 help:
 	@echo "make train   install, then run the main job: papermill nbs/train_mri.ipynb runs/train_mri.ipynb"
-	@echo "make test    install, then: nbdev-export/nbdev-clean change nothing, nbdev-test, pytest, docs check"
-	@echo "make docs    nbdev-docs where Quarto is installed, else the docs check (HTML in _docs/)"
+	@echo "make test    install, then: nbdev-export/nbdev-clean change nothing, nbdev-test, pytest, docs site + browser check"
+	@echo "make docs    nbdev-docs where Quarto is installed, else the offline site in _docs/ (open _docs/index.html)"
+	@echo "make docs-check  load every page of _docs/ in headless Chromium and fail on raw maths, undrawn diagrams,"
+	@echo "             broken internal links or visible directives (needs Debian's chromium)"
 	@echo "make lab     JupyterLab on nbs/ with the project's kernel"
 	@echo "make sync    re-export the package, clean notebooks, regenerate README.md and nbs/sidebar.yml"
 
@@ -35,13 +37,22 @@ test: install
 	$(PY) tools/check_sync.py
 	OMP_NUM_THREADS=1 $(BIN)/nbdev-test --n-workers 2 --timing
 	$(BIN)/pytest
-	$(PY) tools/docs_check.py
+	OMP_NUM_THREADS=1 $(PY) tools/docs_site.py
+	$(PY) tools/docs_browser_check.py
+
+# MathJax and mermaid.js for the offline site: pinned files from the npm registry (npm pack), kept in .cache/docs-js/.
+docs-js: install
+	$(PY) tools/docs_site.py --vendor-only
 
 docs: install
-	@if command -v quarto >/dev/null; then $(BIN)/nbdev-docs; else echo "Quarto not installed: running the docs check instead"; $(PY) tools/docs_check.py; fi
+	@if command -v quarto >/dev/null; then $(BIN)/nbdev-docs; else echo "Quarto not installed: building the offline site with tools/docs_site.py"; OMP_NUM_THREADS=1 $(PY) tools/docs_site.py; fi
 
+docs-check: install
+	$(PY) tools/docs_browser_check.py
+
+# Jupyter refuses to start as root without --allow-root (containers run as root).
 lab: install
-	$(BIN)/jupyter lab nbs/
+	$(BIN)/jupyter lab nbs/ $$( [ "$$(id -u)" = 0 ] && echo --allow-root )
 
 sync: install
 	$(BIN)/nbdev-export
