@@ -174,4 +174,5 @@ def test_papermill_train_abr(tmp_path, monkeypatch):
     for f in ("config.json", "metrics.csv", "model.safetensors", "model.json", "normalizer.json"): assert (out/f).exists(), f
     assert {"generation.png", "conditional_samples.png", "interpolation.png", "reconstructions.png", "learning_curves.png"} == \
            {p.name for p in (out/"figures").glob("*.png")}
-    assert (tmp_path/"data"/"abr").is_dir() and np.isfinite(summary["test"]["recon_corr"])
+    assert (tmp_path/"data"/"abr").is_dir() and np.isfinite(summary["test_predict_from_waveform"]["recon_corr"])
+    assert summary["family"] == "abr" and summary["best_epoch"] == 0 and "headline" in summary and not (out/"RUN_INCOMPLETE").exists()

@@ -86,3 +86,12 @@ def test_wave_v_only_trains_the_normaliser(small):
 def test_template_loads():
     out = load_abr(ROOT/"nbs"/"abr_template.csv")
     assert out.shape == (3, 212) and out.latency_V.notna().all()
+
+
+def test_latency_in_samples_counts_from_the_first_sample(small):
+    "Sample indices of an export with a 1 ms baseline (20 samples at 20 kHz) are 20 samples later than the latency after onset."
+    w = np.concatenate([np.zeros((len(small), 20)), small[list(WAVEFORM_COLS)].to_numpy()], 1)
+    exp = pd.concat([small.iloc[:, :12].assign(**{c: (small[c]/DT_MS).round() + 20 for c in LATENCY_COLS}),
+                     pd.DataFrame(w, columns=[str(i + 1) for i in range(220)])], axis=1)
+    back = load_abr(exp, sampling_rate_hz=20000, prestim_ms=1.0, latency_unit="samples")
+    assert np.nanmax(np.abs(back.latency_V - small.latency_V)) <= DT_MS/2 + 1e-9

@@ -15,27 +15,43 @@ import torch.nn.functional as F
 from scipy import stats
 import matplotlib
 import matplotlib.pyplot as plt
+import inspect
 from fastai.callback.core import Callback
-from fastai.callback.tracker import EarlyStoppingCallback
 from ..core import set_seed, default_device, atomic_write_json, resolve_config
 from ..schedules import linear_warmup
-from ..learner import vae_dataloaders, vae_learner, save_model, start_run, distributed, main_process_first, rank_device, world_size
+from ..learner import (vae_dataloaders, vae_learner, save_model, start_run, finish_run, distributed, main_process_first,
+                                   rank_device, world_size)
 from ..callbacks import is_main_process
+from ..metrics import baseline_scores
+from ..diagnostics import collapse_verdict
 from .data import (simulate_abr, default_abr_data, load_abr, ABRData, ABRDataset, ABRNormalizer,
                                     WAVES, PEAK_COLS, LATENCY_COLS, AMPLITUDE_COLS, WAVEFORM_COLS, HEARING_LOSS, time_axis_ms)
-from .models import CVAE, TransformerCVAE, ABRLoss
+from .models import CVAE, TransformerCVAE, ABRLoss, linear_peak_baseline
+from .peaks import pick_peaks
 
 # %% auto #0
-__all__ = ['DEFAULTS', 'StepLR', 'beta_schedule', 'abr_frame', 'build_abr_model', 'predict_abr', 'reconstruction_metrics',
-           'energy_distance', 'generate_abr', 'compare_generation', 'plot_generation', 'static_vector',
-           'plot_conditional_samples', 'plot_interpolation', 'train_abr']
+__all__ = ['DEFAULTS', 'LOADER_OPTIONS', 'GENERATION_PICKER', 'StepLR', 'beta_schedule', 'abr_frame', 'build_abr_model',
+           'predict_from_waveform', 'reconstruct_with_marks', 'predict_abr', 'peak_errors', 'reconstruction_metrics',
+           'peak_comparison', 'observation_noise', 'generate_abr', 'latency_intensity_slope', 'compare_generation',
+           'energy_distance', 'offgrid_generation', 'plot_generation', 'static_vector', 'plot_conditional_samples',
+           'plot_interpolation', 'train_abr']
 
 # %% ../../nbs/32_abr.train.ipynb #8e17e3ac
 DEFAULTS = dict(
     out_dir="runs/abr",          # run folder: config.json, metrics.csv, model, figures
-    data_path=None,              # CSV/Excel export (None: the simulated data set)
-    column_map=None,             # {name in the file: canonical name} for `load_abr`
+    data_path=None,              # CSV/Excel export (None: the simulated data set); the loader options below go to `load_abr`
+    column_map=None,             # {name in the file: canonical name}
+    waveform_cols=None,          # waveform columns: list or regex (None: w000.. or 1..N)
+    sampling_rate_hz=None,       # waveform samples per second (numbered exports need this or source_window_ms)
+    source_window_ms=None,       # ms covered by the file's waveform samples
+    prestim_ms=None,             # pre-stimulus baseline in ms (0: the first sample is at onset); required with the two above
+    waveform_unit=None, latency_unit=None, amplitude_unit=None,   # declared units (None: inferred only when unambiguous)
+    zero_means_missing=False,    # a 0 in a peak column means "not marked"
+    hearing_loss_map=None,       # {label in the file: class}, e.g. {"mixed": "conductive"}
     min_fmp=None,                # quality filter on `fmp` (None: off)
+    resample=True,               # resample waveforms onto the model's 200-sample, 10 ms grid
+    sheet_name=0,                # Excel sheet
+    min_samples=50,              # fewer waveform samples per recording is an error
     n_recordings=800,            # simulated recordings (when data_path is None)
     sim_seed=0,                  # seed of the simulation
     data_root=None,              # where the simulated set is cached (None: $VAE_NOTEBOOKS_DATA or ~/.cache/vae_notebooks)
@@ -43,9 +59,12 @@ DEFAULTS = dict(
     model="transformer",         # "transformer" (TransformerCVAE) or "cvae" (CVAE)
     joint_generation=False,      # CVAE only: decoder generates waveform, static params and peaks from z alone
     peak_head=True,              # predict latencies/amplitudes (+ presence)
+    feature_dropout=0.5,         # training: probability of hiding a recording's peak marks from the encoder
     latent_dim=32,
     hidden_dims=[256, 128],      # CVAE widths
     d_model=64, n_heads=4, n_layers=2, dim_feedforward=768, patch_size=4, dropout=0.1,   # TransformerCVAE
+    causal=False,                # TransformerCVAE: causal decoder self-attention (the seed's; measured in the models chapter)
+    ff_dropout=0.0,              # TransformerCVAE: dropout inside the feed-forward layers
     epochs=3, bs=64, lr=1e-3,
     beta_max=0.005,              # KL weight reached at the end of the warm-up
     beta_warmup_epochs=60,       # linear warm-up 0 -> beta_max over this many epochs
@@ -55,12 +74,12 @@ DEFAULTS = dict(
     lr_step_epochs=30, lr_gamma=0.5,   # StepLR
     grad_clip=1.0,
     patience=15,                 # early stopping (0: off) ...
-    monitor="valid_signal",      # ... on this column: the waveform loss, which (unlike valid_loss) does not grow with beta
+    monitor="valid_objective",   # ... and best-epoch weights, on this schedule-free column (the engine's)
     augment=True, noise_std=0.05, max_shift=2,   # training-split augmentation
     n_generate=1000,             # joint mode: recordings generated for the generation report
     seed=0, device=None, amp="auto",
-    num_threads=1,               # CPU threads for torch (0: torch's default). 1 for smoke runs: on a shared CPU,
-                                 # 2 threads made a transformer step ~10x slower (benchmarks/results/abr_cpu_2threads.json)
+    progress=None,               # progress bars: None = auto (on when a person watches, off under papermill), True, False
+    num_threads=1,               # CPU threads for torch (0: torch's default). 1 for smoke runs on a shared CPU
 )
 
 # %% ../../nbs/32_abr.train.ipynb #e81b72f7
@@ -78,50 +97,154 @@ def beta_schedule(beta_max:float, warmup_epochs:float):
     return lambda epoch: linear_warmup(epoch, warmup_epochs, 0.0, beta_max)
 
 # %% ../../nbs/32_abr.train.ipynb #b4e44c71
+LOADER_OPTIONS = tuple(p for p in inspect.signature(load_abr).parameters if p != "source")
+
 def abr_frame(cfg:dict) -> pd.DataFrame:
-    "The recordings of a run: `load_abr(data_path, ...)`, or the cached simulated set."
-    if cfg["data_path"]:
-        return load_abr(cfg["data_path"], column_map=cfg["column_map"], min_fmp=cfg["min_fmp"])
+    "The recordings of a run: `load_abr(data_path, **loader options)`, or the cached simulated set."
+    opts = {k: cfg[k] for k in LOADER_OPTIONS}
+    if cfg["data_path"]: return load_abr(cfg["data_path"], **opts)
     df = default_abr_data(cfg["n_recordings"], cfg["sim_seed"], root=cfg["data_root"])
-    return load_abr(df, min_fmp=cfg["min_fmp"]) if cfg["min_fmp"] is not None else df
+    return load_abr(df, **opts) if cfg["min_fmp"] is not None else df
 
 def build_abr_model(cfg:dict):
     "The model a config asks for."
     if cfg["model"] == "cvae":
         return CVAE(latent_dim=cfg["latent_dim"], hidden_dims=tuple(cfg["hidden_dims"]), joint_generation=cfg["joint_generation"],
-                    peak_head=cfg["peak_head"], dropout=cfg["dropout"])
+                    peak_head=cfg["peak_head"], dropout=cfg["dropout"], feature_dropout=cfg["feature_dropout"])
     if cfg["model"] == "transformer":
         if cfg["joint_generation"]: raise ValueError("joint_generation is a CVAE mode; use model='cvae' with joint_generation=True")
         return TransformerCVAE(latent_dim=cfg["latent_dim"], d_model=cfg["d_model"], n_heads=cfg["n_heads"], n_layers=cfg["n_layers"],
                                dim_feedforward=cfg["dim_feedforward"], patch_size=cfg["patch_size"], dropout=cfg["dropout"],
-                               peak_head=cfg["peak_head"])
+                               peak_head=cfg["peak_head"], feature_dropout=cfg["feature_dropout"], causal=cfg["causal"], ff_dropout=cfg["ff_dropout"])
     raise ValueError(f"model must be 'transformer' or 'cvae', got {cfg['model']!r}")
 
-# %% ../../nbs/32_abr.train.ipynb #0f8d076e
+# %% ../../nbs/32_abr.train.ipynb #f247f0a9
+_KEYS = ("wave", "static", "peaks", "mask")
+
 @torch.no_grad()
-def predict_abr(model, t:dict, bs:int=512) -> dict:
-    "Run `model` (eval, z = mu) over tensors `t` (wave, static, peaks, mask) in batches; outputs on the CPU."
+def _run_model(model, t:dict, hide_marks:bool, bs:int=512) -> dict:
     model.eval(); dev = next(model.parameters()).device; outs = []
-    keys = ("wave", "static", "peaks", "mask")
     for i in range(0, len(t["wave"]), bs):
-        o = model(*[t[k][i:i + bs].to(dev) for k in keys], sample=False)
+        wave, static, peaks, mask = (t[k][i:i + bs].to(dev) for k in _KEYS)
+        if hide_marks: peaks, mask = torch.zeros_like(peaks), torch.zeros_like(mask)
+        o = model(wave, static, peaks, mask, sample=False)
         outs.append({k: v.float().cpu() for k, v in o.items()})
     return {k: torch.cat([o[k] for o in outs]) for k in outs[0]}
 
-def reconstruction_metrics(model, data:ABRData, split:str="test") -> dict:
-    "Waveform MSE and correlation, peak latency/amplitude MAE per wave (observed peaks), presence accuracy."
-    t = data.tensors(split); out = predict_abr(model, t); s = data.normalizer.stats
+def predict_from_waveform(model, t:dict, bs:int=512) -> dict:
+    "Model outputs (eval, z = mu) with every clinical input masked: peaks and mask all zero. The prediction metric's input."
+    return _run_model(model, t, hide_marks=True, bs=bs)
+
+def reconstruct_with_marks(model, t:dict, bs:int=512) -> dict:
+    "Model outputs (eval, z = mu) with the true peak marks given to the encoder: a reconstruction, not a prediction."
+    return _run_model(model, t, hide_marks=False, bs=bs)
+
+def predict_abr(model, t:dict, bs:int=512) -> dict:
+    "Deprecated name of `reconstruct_with_marks` (it passes the marks)."
+    warnings.warn("predict_abr passes the true marks; use predict_from_waveform (marks hidden) or reconstruct_with_marks", DeprecationWarning)
+    return reconstruct_with_marks(model, t, bs)
+
+# %% ../../nbs/32_abr.train.ipynb #8f302645
+def peak_errors(pred:pd.DataFrame, # predicted latency_*/amplitude_* in ms/µV (+ optional present_<wave> booleans)
+                real:pd.DataFrame, # the marks (NaN where absent)
+               ) -> dict:
+    "MAE of each latency (ms) and amplitude (µV) where marked and predicted, and presence accuracy where `pred` has it."
+    res = {}
+    for c in PEAK_COLS:
+        if c in pred:
+            err = (pred[c].to_numpy(float) - real[c].to_numpy(float))
+            res[f"{c}_mae"] = float(np.nanmean(np.abs(err))) if np.isfinite(err).any() else float("nan")
+    pres = [w for w in WAVES if f"present_{w}" in pred]
+    if pres: res["presence_acc"] = float(np.mean([(pred[f"present_{w}"].to_numpy(bool) == real[f"latency_{w}"].notna().to_numpy()).mean() for w in pres]))
+    return res
+
+def _model_frame(out:dict, stats:dict) -> pd.DataFrame:
+    cols = {c: out["peaks"][:, j].numpy()*stats[f"{c}_std"] + stats[f"{c}_mean"] for j, c in enumerate(PEAK_COLS)}
+    cols.update({f"present_{w}": (out["presence"][:, j] > 0).numpy() for j, w in enumerate(WAVES)})
+    return pd.DataFrame(cols)
+
+def reconstruction_metrics(model, data:ABRData, split:str="test", hide_marks:bool=True) -> dict:
+    "Waveform MSE and correlation, peak MAEs (marked peaks) and presence accuracy; `hide_marks` picks the evaluation."
+    t = data.tensors(split); s = data.normalizer.stats
+    out = predict_from_waveform(model, t) if hide_marks else reconstruct_with_marks(model, t)
     x, r = t["wave"], out["recon"]
     xc, rc = x - x.mean(1, keepdim=True), r - r.mean(1, keepdim=True)
     corr = (xc*rc).sum(1)/(xc.norm(dim=1)*rc.norm(dim=1)).clamp_min(1e-12)
-    res = dict(n=len(x), recon_mse=F.mse_loss(r, x).item(), recon_mse_uv2=F.mse_loss(r, x).item()*s["wave_std"]**2,
-               recon_corr=corr.mean().item())
-    if "peaks" in out:
-        m = t["mask"].bool()
-        for j, c in enumerate(PEAK_COLS):
-            err = (out["peaks"][:, j] - t["peaks"][:, j]).abs()[m[:, j]]*s[f"{c}_std"]
-            res[f"{c}_mae"] = err.mean().item() if len(err) else float("nan")
-        res["presence_acc"] = ((out["presence"] > 0) == m[:, :3]).float().mean().item()
+    res = dict(evaluation="predict_from_waveform" if hide_marks else "reconstruct_with_marks", n=len(x),
+               recon_mse=F.mse_loss(r, x).item(), recon_mse_uv2=F.mse_loss(r, x).item()*s["wave_std"]**2, recon_corr=corr.mean().item())
+    if "peaks" in out: res.update(peak_errors(_model_frame(out, s), data.frame(split)))
+    return res
+
+# %% ../../nbs/32_abr.train.ipynb #0be1d07e
+def peak_comparison(model, data:ABRData, split:str="test", name:str="model", **picker_kw) -> pd.DataFrame:
+    "Rows (`method`, latency/amplitude MAEs, presence accuracy): the model marks hidden and given, linear baselines, the picker."
+    train, real = data.frame("train"), data.frame(split)
+    rows = []
+    for hide, label in ((True, f"{name} predict_from_waveform (marks hidden)"), (False, f"{name} reconstruct_with_marks (marks given: not a prediction)")):
+        m = reconstruction_metrics(model, data, split, hide_marks=hide)
+        rows.append(dict(method=label, **{k: v for k, v in m.items() if k.endswith(("_mae", "_acc")) or k == "recon_mse"}))
+    rows.append(dict(method="linear: intensity + hearing loss", **peak_errors(linear_peak_baseline(train, real), real)))
+    rows.append(dict(method="linear: age + intensity + rate + hearing loss",
+                     **peak_errors(linear_peak_baseline(train, real, ("age", "intensity", "rate", "hearing_loss")), real)))
+    picks = pick_peaks(real[list(WAVEFORM_COLS)].to_numpy(), time_axis_ms(), **picker_kw)
+    picks = picks.assign(**{f"present_{w}": picks[f"latency_{w}"].notna() for w in WAVES})
+    rows.append(dict(method="peak picker on the waveform (rules, no training)", **peak_errors(picks, real)))
+    return pd.DataFrame(rows)
+
+# %% ../../nbs/32_abr.train.ipynb #ec01959d
+@torch.no_grad()
+def observation_noise(model, data:ABRData, split:str="valid") -> np.ndarray:
+    "Residuals (µV) of `split`'s recordings around their reconstructions (marks hidden): samples of the decoder's observation noise."
+    t = data.tensors(split)
+    return ((t["wave"] - predict_from_waveform(model, t)["recon"]).numpy()*data.normalizer.stats["wave_std"]).astype(np.float64)
+
+@torch.no_grad()
+def generate_abr(model, data:ABRData, split:str="test", n:int=1000, seed:int=0, static:torch.Tensor|None=None,
+                 noise:np.ndarray|None=None, # [M, 200] residuals (µV) added to the decoder means, drawn with replacement
+                ) -> pd.DataFrame:
+    "A synthetic set in physical units (static params as generated or given, peak-head labels with NaN where absent, waveform)."
+    model.eval(); g = torch.Generator().manual_seed(seed)
+    if getattr(model, "joint_generation", False): s = model.sample(n, generator=g)
+    else: s = model.sample(data.tensors(split)["static"] if static is None else static, 1, generator=g)
+    s = {k: v.float().cpu() for k, v in s.items()}
+    mask = torch.bernoulli(torch.sigmoid(s["presence"]), generator=g).repeat(1, 2) if "presence" in s else None
+    df = data.normalizer.inverse(s["recon"].numpy(), s["static"].numpy(), s["peaks"].numpy() if "peaks" in s else None,
+                                 mask.numpy() if mask is not None else None)
+    if noise is not None:
+        pick = torch.randint(0, len(noise), (len(df),), generator=g).numpy()
+        df[list(WAVEFORM_COLS)] = df[list(WAVEFORM_COLS)].to_numpy() + noise[pick]
+    return df
+
+# %% ../../nbs/32_abr.train.ipynb #bef076ab
+def _wave_array(df:pd.DataFrame) -> np.ndarray: return df[list(WAVEFORM_COLS)].to_numpy(float)
+
+def latency_intensity_slope(intensity:np.ndarray, latency:np.ndarray) -> float:
+    "Least-squares wave V latency-intensity slope in ms per 10 dB of level *decrease* (positive: later at lower levels)."
+    intensity, latency = np.asarray(intensity, float), np.asarray(latency, float)
+    ok = np.isfinite(intensity) & np.isfinite(latency)
+    if ok.sum() < 3 or np.ptp(intensity[ok]) == 0: return float("nan")
+    return float(-10*np.polyfit(intensity[ok], latency[ok], 1)[0])
+
+def _ks(a, b) -> float:
+    a, b = np.asarray(a, float), np.asarray(b, float); a, b = a[np.isfinite(a)], b[np.isfinite(b)]
+    return float(stats.ks_2samp(a, b).statistic) if len(a) > 1 and len(b) > 1 else float("nan")
+
+GENERATION_PICKER = dict(min_prominence=0.2)   # `pick_peaks` settings for the generation statistics
+
+def compare_generation(real:pd.DataFrame, # real recordings (static params + waveform, µV)
+                       gen:pd.DataFrame, # generated recordings, same columns
+                       conditional:bool=True, # gen copies real's static parameters (then their distances are 0 by construction: not reported)
+                       **picker_kw) -> dict:
+    "Waveform statistics of two sets read by the same peak picker: latency-intensity slopes, KS distances, wave V presence."
+    picker_kw = {**GENERATION_PICKER, **picker_kw}
+    pr, pg = (pick_peaks(_wave_array(d), time_axis_ms(), **picker_kw) for d in (real, gen))
+    res = dict(slope_V_real=latency_intensity_slope(real.intensity, pr.latency_V), slope_V_gen=latency_intensity_slope(gen.intensity, pg.latency_V),
+               ks_latency_V=_ks(pr.latency_V, pg.latency_V), ks_I_V_interval=_ks(pr.latency_V - pr.latency_I, pg.latency_V - pg.latency_I),
+               picked_V_real=float(pr.latency_V.notna().mean()), picked_V_gen=float(pg.latency_V.notna().mean()))
+    if not conditional:
+        res["ks_intensity"] = _ks(real.intensity, gen.intensity)
+        res["tv_hearing_loss"] = float(0.5*real.hearing_loss.value_counts(normalize=True)
+                                       .sub(gen.hearing_loss.value_counts(normalize=True), fill_value=0).abs().sum())
     return res
 
 # %% ../../nbs/32_abr.train.ipynb #2116986a
@@ -132,60 +255,47 @@ def energy_distance(x:np.ndarray, # sample [N, D] (or [N])
     x, y = (torch.as_tensor(np.asarray(a, float)).reshape(len(a), -1) for a in (x, y))
     return float(2*torch.cdist(x, y).mean() - torch.cdist(x, x).mean() - torch.cdist(y, y).mean())
 
-# %% ../../nbs/32_abr.train.ipynb #1689d277
+# %% ../../nbs/32_abr.train.ipynb #9b913230
 @torch.no_grad()
-def generate_abr(model, data:ABRData, split:str="test", n:int=1000, seed:int=0) -> pd.DataFrame:
-    "A synthetic set in physical units (static params, peaks with NaN where absent, waveform)."
-    model.eval(); g = torch.Generator().manual_seed(seed)
-    if getattr(model, "joint_generation", False): s = model.sample(n, generator=g)
-    else: s = model.sample(data.tensors(split)["static"], 1, generator=g)
-    s = {k: v.float().cpu() for k, v in s.items()}
-    mask = torch.bernoulli(torch.sigmoid(s["presence"]), generator=g).repeat(1, 2) if "presence" in s else None
-    df = data.normalizer.inverse(s["recon"].numpy(), s["static"].numpy(), s["peaks"].numpy() if "peaks" in s else None,
-                                 mask.numpy() if mask is not None else None)
-    df["intensity"] = (df["intensity"]/10).round().clip(2, 9)*10
-    return df
-
-def _rates_by_intensity(df):
-    return df.groupby("intensity")[list(LATENCY_COLS)].apply(lambda g: g.notna().mean())
-
-def compare_generation(real:pd.DataFrame, gen:pd.DataFrame) -> dict:
-    "Two-sample statistics between real and generated ABR sets (KS, energy distance, slopes, missing rates)."
-    def ks(a, b):
-        a, b = np.asarray(a, float), np.asarray(b, float); a, b = a[np.isfinite(a)], b[np.isfinite(b)]
-        return float(stats.ks_2samp(a, b).statistic) if len(a) > 1 and len(b) > 1 else float("nan")
-    def slope(df):
-        d = df.dropna(subset=["latency_V"])
-        return float(-10*np.polyfit(d.intensity, d.latency_V, 1)[0]) if d.intensity.nunique() > 1 else float("nan")
-    res = dict(latV_slope_real=slope(real), latV_slope_gen=slope(gen),
-               ks_latency_V=ks(real.latency_V, gen.latency_V),
-               ks_I_V_interval=ks(real.latency_V - real.latency_I, gen.latency_V - gen.latency_I))
-    for c in AMPLITUDE_COLS: res[f"ks_{c}"] = ks(real[c], gen[c])
-    rr, rg = _rates_by_intensity(real), _rates_by_intensity(gen)
-    common = rr.index.intersection(rg.index)
-    res["presence_rate_mae"] = float((rr.loc[common] - rg.loc[common]).abs().to_numpy().mean()) if len(common) else float("nan")
-    cols = ["intensity", "latency_V"]; r, g = real[cols].dropna().to_numpy(), gen[cols].dropna().to_numpy()
-    if len(r) > 1 and len(g) > 1:
-        mu, sd = r.mean(0), r.std(0) + 1e-9
-        res["energy_intensity_latV"] = energy_distance((r - mu)/sd, (g - mu)/sd)
-    if "hearing_loss" in gen: res["tv_hearing_loss"] = float(0.5*(real.hearing_loss.value_counts(normalize=True)
-                                                              .sub(gen.hearing_loss.value_counts(normalize=True), fill_value=0).abs().sum()))
+def offgrid_generation(model, data:ABRData, split:str="test", offset:float=5.0, seed:int=0, noise:np.ndarray|None=None, **picker_kw) -> pd.DataFrame:
+    "Per off-grid intensity: mean picked wave V latency of generated waveforms vs the interpolated real mean."
+    picker_kw = {**GENERATION_PICKER, **picker_kw}
+    if getattr(model, "joint_generation", False): raise ValueError("offgrid_generation needs a conditional model (joint mode cannot be given an intensity)")
+    real = data.frame(split)
+    grid = np.sort(real.intensity.unique())
+    cond = real[real.intensity + offset <= grid.max()].copy(); cond["intensity"] = cond.intensity + offset
+    st = torch.from_numpy(data.normalizer.transform(cond)["static"])
+    gen = generate_abr(model, data, static=st, seed=seed, noise=noise)
+    gen["intensity"] = cond.intensity.to_numpy()
+    pg = pick_peaks(_wave_array(gen), time_axis_ms(), **picker_kw).assign(intensity=gen.intensity.to_numpy())
+    pr = pick_peaks(_wave_array(real), time_axis_ms(), **picker_kw).assign(intensity=real.intensity.to_numpy())
+    real_mean = pr.groupby("intensity").latency_V.mean()
+    rows = []
+    for lv, g in pg.groupby("intensity"):
+        lo, hi = lv - offset, lv + 10 - offset
+        if lo in real_mean.index and hi in real_mean.index:
+            rows.append(dict(intensity=lv, gen_latency_V=g.latency_V.mean(), real_interp_latency_V=0.5*(real_mean[lo] + real_mean[hi]),
+                             real_lower_level=real_mean[hi], real_higher_level=real_mean[lo], n=len(g)))
+    res = pd.DataFrame(rows)
+    if len(res): res["between_neighbours"] = (res.gen_latency_V <= res.real_higher_level.combine(res.real_lower_level, max) + 0.05) & \
+                                           (res.gen_latency_V >= res.real_higher_level.combine(res.real_lower_level, min) - 0.05)
     return res
 
 # %% ../../nbs/32_abr.train.ipynb #6ef56a38
-def plot_generation(real:pd.DataFrame, gen:pd.DataFrame, path=None, title:str=""):
-    "Real vs generated: wave V latency-intensity, I-V interval, wave V amplitude, wave presence by intensity."
-    fig, ax = plt.subplots(1, 4, figsize=(10, 3.2), dpi=80)
+def plot_generation(real:pd.DataFrame, gen:pd.DataFrame, path=None, title:str="", **picker_kw):
+    "Real vs generated, both read by the peak picker: wave V latency-intensity, I-V interval, wave V amplitude, wave V picked by level."
+    picker_kw = {**GENERATION_PICKER, **picker_kw}
+    fig, ax = plt.subplots(1, 4, figsize=(11, 3.2), dpi=80)
     for df, c, lab in ((real, "k", "real"), (gen, "C1", "generated")):
-        m = df.groupby("intensity").latency_V.agg(["mean", "std"])
-        ax[0].errorbar(m.index, m["mean"], m["std"], fmt="o-", c=c, ms=3, label=lab)
-        ax[1].hist((df.latency_V - df.latency_I).dropna(), bins=30, range=(3, 6), density=True, histtype="step", color=c)
-        ax[2].hist(df.amplitude_V.dropna(), bins=30, range=(0, 1), density=True, histtype="step", color=c)
-        r = _rates_by_intensity(df)
-        for w, ls in zip(LATENCY_COLS, ("--", ":", "-")): ax[3].plot(r.index, r[w], ls, c=c)
-    ax[0].set(xlabel="dB nHL", ylabel="wave V latency (ms)"); ax[0].legend(fontsize=7)
-    ax[1].set(xlabel="I-V interval (ms)"); ax[2].set(xlabel="wave V amplitude (µV)")
-    ax[3].set(xlabel="dB nHL", ylabel="fraction present (I --, III :, V -)")
+        p = pick_peaks(_wave_array(df), time_axis_ms(), **picker_kw).assign(level=(df.intensity.to_numpy()/5).round()*5)
+        ax[0].plot(df.intensity, p.latency_V, ".", c=c, ms=2, alpha=0.3)
+        m = p.groupby("level").latency_V.mean(); ax[0].plot(m.index, m.values, "o-", c=c, ms=3, label=lab)
+        ax[1].hist((p.latency_V - p.latency_I).dropna(), bins=30, range=(2.5, 6), density=True, histtype="step", color=c)
+        ax[2].hist(p.amplitude_V.dropna(), bins=30, range=(0, 1), density=True, histtype="step", color=c)
+        r = p.groupby("level").latency_V.apply(lambda s: s.notna().mean()); ax[3].plot(r.index, r.values, "o-", c=c, ms=3)
+    ax[0].set(xlabel="dB nHL", ylabel="picked wave V latency (ms)"); ax[0].legend(fontsize=7)
+    ax[1].set(xlabel="picked I-V interval (ms)"); ax[2].set(xlabel="picked wave V amplitude (µV)")
+    ax[3].set(xlabel="dB nHL", ylabel="fraction with wave V picked")
     fig.suptitle(title, fontsize=9); fig.tight_layout()
     if path: fig.savefig(path); plt.close(fig)
     return fig
@@ -254,15 +364,28 @@ def _plot_curves(csv, path):
 
 def _plot_reconstructions(model, data, path, n=4):
     t = data.tensors("test"); idx = np.linspace(0, len(t["wave"]) - 1, n).astype(int)
-    out = predict_abr(model, {k: v[idx] for k, v in t.items()}); nz = data.normalizer; tm = time_axis_ms()
+    out = predict_from_waveform(model, {k: v[idx] for k, v in t.items()}); nz = data.normalizer; tm = time_axis_ms()
     x, r = (nz.inverse(wave=a.numpy())[list(WAVEFORM_COLS)].to_numpy() for a in (t["wave"][idx], out["recon"]))
     fig, ax = plt.subplots(1, n, figsize=(10, 2.5), dpi=80, sharey=True); fr = data.frame("test")
     for k in range(n):
-        ax[k].plot(tm, x[k], "k", lw=0.8, label="recording"); ax[k].plot(tm, r[k], "C1", lw=1, label="reconstruction")
+        ax[k].plot(tm, x[k], "k", lw=0.8, label="recording"); ax[k].plot(tm, r[k], "C1", lw=1, label="reconstruction (marks hidden)")
         ax[k].set_title(f"{fr.intensity[idx[k]]:.0f} dB, {fr.hearing_loss[idx[k]]}", fontsize=8); ax[k].set_xlabel("ms")
     ax[0].legend(fontsize=7); fig.tight_layout(); fig.savefig(path); plt.close(fig)
 
 # %% ../../nbs/32_abr.train.ipynb #60b1ddf1
+def _best_row(csv, best_epoch) -> dict:
+    m = pd.read_csv(csv)
+    row = m[m.epoch == best_epoch] if best_epoch is not None and (m.epoch == best_epoch).any() else m.tail(1)
+    return row.iloc[0].to_dict()
+
+def _headline(name:str, comparison:pd.DataFrame) -> str:
+    get = lambda prefix: comparison[comparison.method.str.startswith(prefix)].latency_V_mae.iloc[0]
+    m, b, p = get(name), get("linear: intensity + hearing loss"), get("peak picker")
+    best_base, best_name = min((b, "the linear intensity + hearing-loss fit"), (p, "the peak picker"))
+    verdict = f"{name} is better" if m < best_base else f"{best_name} is better: the model does not beat it"
+    return (f"{name} wave V latency from the waveform (marks hidden) MAE {m:.3f} ms vs linear intensity + hearing loss "
+            f"{b:.3f} ms ({m/b:.2f}x) and peak picker {p:.3f} ms ({m/p:.2f}x): {verdict}")
+
 def train_abr(config:dict|None=None, **overrides) -> dict:
     "Train an ABR model from a config (see `DEFAULTS`), evaluate it and write a run folder; returns a summary."
     cfg = resolve_config(DEFAULTS, config, source="train_abr config", **overrides)
@@ -282,38 +405,56 @@ def _train_abr(cfg:dict) -> dict:
     dls = vae_dataloaders(train_ds, ABRDataset(data, "valid"), bs=cfg["bs"], n_inp=4, device=device, seed=cfg["seed"])
     model = build_abr_model(cfg).to(device)
     loss = ABRLoss(beta=0.0, static_weight=cfg["static_weight"], peak_weight=cfg["peak_weight"], presence_weight=cfg["presence_weight"])
-    # fastai guesses the direction of a monitored column from its name ("loss"/"error": lower is better, else higher),
-    # so early stopping on `valid_signal` gets an explicit `np.less`
-    stop = [EarlyStoppingCallback(monitor=cfg["monitor"], comp=np.less, patience=cfg["patience"])] if cfg["patience"] else []
     learn = vae_learner(dls, model, loss, beta_schedule=beta_schedule(cfg["beta_max"], cfg["beta_warmup_epochs"]),
-                        lr=cfg["lr"], grad_clip=cfg["grad_clip"] or None, monitor=cfg["monitor"],
-                        csv_path=out_dir/"metrics.csv", amp=cfg["amp"], progress=False,
-                        cbs=[StepLR(cfg["lr_step_epochs"], cfg["lr_gamma"])] + stop)
+                        lr=cfg["lr"], grad_clip=cfg["grad_clip"] or None, monitor=cfg["monitor"], restore_best=True,
+                        patience=cfg["patience"] or None, csv_path=out_dir/"metrics.csv", amp=cfg["amp"], progress=cfg["progress"],
+                        cbs=[StepLR(cfg["lr_step_epochs"], cfg["lr_gamma"])])
     learn.logger = lambda *a, **k: None
     with learn.distrib_ctx(sync_bn=False):  # DDP under torchrun (no BatchNorm in the ABR models); a no-op otherwise
         learn.fit(cfg["epochs"], cfg["lr"])
     train_s = time.time() - t0
     steps_per_rank = int(getattr(learn, "train_iter", 0))  # optimizer steps this process took
     if not main: return dict(out_dir=str(out_dir), main_process=False, world_size=world_size(), steps_per_rank=steps_per_rank, train_seconds=train_s)
-    model.eval()
-    save_model(model, out_dir, extra=dict(epochs_run=len(learn.recorder.values), normalizer="normalizer.json"))
-    metrics = reconstruction_metrics(model, data, "test")
-    gen = generate_abr(model, data, "test", n=cfg["n_generate"], seed=cfg["seed"])
-    real = data.frame("test")
-    generation = compare_generation(real, gen)
-    floor = compare_generation(data.frame("valid"), real)   # real-vs-real reference for the same statistics
-    plot_generation(real, gen, fig_dir/"generation.png", title=f"{cfg['model']}{' joint' if cfg['joint_generation'] else ''}: test split vs generated")
+    model.eval()   # holds the best epoch's weights (restore_best)
+    best_epoch = getattr(learn, "best_epoch", None)
+    save_model(model, out_dir, extra=dict(epochs_run=len(learn.recorder.values), best_epoch=best_epoch, normalizer="normalizer.json"))
+    name = "transformer" if cfg["model"] == "transformer" else ("joint CVAE" if cfg["joint_generation"] else "CVAE")
+    comparison = peak_comparison(model, data, "test", name=name)
+    wave_base = baseline_scores(data.tensors("train")["wave"], data.tensors("test")["wave"], cfg["latent_dim"])
+    comparison = pd.concat([comparison, wave_base.assign(method=lambda d: "waveform " + d.method + " (training split)")
+                                                 .rename(columns={"mse": "recon_mse"})], ignore_index=True)
+    comparison.to_csv(out_dir/"evaluation.csv", index=False)
+    # the verdict, on the best epoch's diagnostics, against the mean template on the validation waveforms
+    row = _best_row(out_dir/"metrics.csv", best_epoch)
+    valid_base = baseline_scores(data.tensors("train")["wave"], data.tensors("valid")["wave"], cfg["latent_dim"])
+    verdict, reasons = collapse_verdict(row, latent_dim=cfg["latent_dim"],
+                                        baseline_mse=float(valid_base.set_index("method").loc["mean", "mse"]))
+    real, conditional = data.frame("test"), not cfg["joint_generation"]
+    noise = observation_noise(model, data, "valid")
+    gen = generate_abr(model, data, "test", n=cfg["n_generate"], seed=cfg["seed"], noise=noise)
+    generation = compare_generation(real, gen, conditional=conditional)
+    floor = compare_generation(data.frame("valid"), real, conditional=conditional)   # real-vs-real reference
+    offgrid = offgrid_generation(model, data, "test", seed=cfg["seed"], noise=noise) if conditional else pd.DataFrame()
+    if len(offgrid): offgrid.to_csv(out_dir/"offgrid_generation.csv", index=False)
+    plot_generation(real, gen, fig_dir/"generation.png", title=f"{name}: test split vs generated (both read by the peak picker)")
     plot_conditional_samples(model, data, fig_dir/"conditional_samples.png")
     plot_interpolation(model, data, fig_dir/"interpolation.png")
     _plot_reconstructions(model, data, fig_dir/"reconstructions.png")
     _plot_curves(out_dir/"metrics.csv", fig_dir/"learning_curves.png")
     final = {k: float(v) for k, v in zip(learn.recorder.metric_names[1:], learn.recorder.values[-1]) if isinstance(v, (int, float, np.floating))}
-    summary = dict(out_dir=str(out_dir), model=cfg["model"], joint_generation=cfg["joint_generation"],
+    summary = dict(family="abr", out_dir=str(out_dir), model=cfg["model"], joint_generation=cfg["joint_generation"],
+                   verdict=verdict, verdict_reasons=reasons, best_epoch=best_epoch, headline=_headline(name, comparison),
+                   comparison=json.loads(comparison.to_json(orient="records")),
+                   report=["evaluation.csv", "figures/generation.png", "figures/reconstructions.png", "figures/conditional_samples.png"]
+                          + (["offgrid_generation.csv"] if len(offgrid) else []),
                    n_params=sum(p.numel() for p in model.parameters()), n_recordings=len(data.df),
                    splits={s: int((data.split == s).sum()) for s in ("train", "valid", "test")},
                    epochs_run=len(learn.recorder.values), train_seconds=train_s, world_size=world_size(), main_process=True,
                    steps_per_rank=steps_per_rank, final=final,
-                   test=metrics, generation=generation, generation_real_vs_real=floor,
+                   test_predict_from_waveform=reconstruction_metrics(model, data, "test", hide_marks=True),
+                   test_reconstruct_with_marks=reconstruction_metrics(model, data, "test", hide_marks=False),
+                   generation=generation, generation_real_vs_real=floor,
+                   offgrid_generation=json.loads(offgrid.to_json(orient="records")) if len(offgrid) else None,
                    figures=sorted(str(p.relative_to(out_dir)) for p in fig_dir.glob("*.png")))
-    atomic_write_json(out_dir/"summary.json", summary)
+    finish_run(out_dir, summary)
     return summary
