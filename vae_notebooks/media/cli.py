@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from .db import (MediaDB, default_db_path, init_db, schema_version, store_genome_metadata, import_media_recipes,
-                                    store_genome_growth_observation, read_table, load_genome_embeddings, ORGANISM_TYPES)
+                                    import_growth_table, load_genome_embeddings, ORGANISM_TYPES)
 
 # %% auto #0
 __all__ = ['main']
@@ -21,28 +21,19 @@ def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m vae_notebooks.media",
                                 description="Culture media from genomes: a SQLite database of genomes, media and growth, "
                                             "genome embeddings, and a conditional VAE that proposes media.")
-    p.add_argument("--db", default=None, help="database file (default: DATA_ROOT/media/media.db)")
+    p.add_argument("--db", default=None, help="database file (default: DATA_ROOT/media/media.db; train: the demo world)")
     p.add_argument("--root", default=None, help="data root (default: $VAE_NOTEBOOKS_DATA or ~/.cache/vae_notebooks)")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
     sub.add_parser("init", help="create the database, or migrate it to the current schema",
                    description="Create the SQLite database (tables genomes, genome_embeddings, genome_growth, media, ingredients, "
                                "media_compositions) or migrate an older one; prints its path and schema version.")
-    i = sub.add_parser("ingest", help="add genomes, media recipes, growth observations or the simulated world",
-                       description="Add data through the validated, transactional ingestion API. Re-ingesting the same genome is a no-op.")
-    i.add_argument("--fasta", help="FASTA file of one genome (needs --genome-id and --organism-type)")
-    i.add_argument("--genome-id", help="genome id: letters, digits, _ . - (no paths)")
-    i.add_argument("--organism-type", choices=ORGANISM_TYPES, help="organism type of the genome")
-    i.add_argument("--name", help="organism name")
-    i.add_argument("--traits", help='traits as JSON, e.g. \'{"halophile": true}\'')
-    i.add_argument("--recipes", help="table (csv/tsv/xlsx/parquet) with columns medium, ingredient, amount, unit[, molar_mass]; units are converted to g/L")
-    i.add_argument("--growth", help="table with columns genome_id, medium_id, growth[, score, temperature_c, ph]")
-    i.add_argument("--simulate", action="store_true", help="store the simulated default world (see --n-organisms, --seed)")
-    i.add_argument("--n-organisms", type=int, default=120, help="organisms in the simulated world (default 120)")
-    i.add_argument("--genome-length", type=int, default=4000, help="bases per simulated chromosome (default 4000)")
-    i.add_argument("--seed", type=int, default=0, help="seed of the simulated world (default 0)")
+    _ingest_args(sub.add_parser("ingest", help="add genomes, media recipes, growth observations (or, asked, the demo world)",
+                                description="Add data through the validated, transactional ingestion API. Re-ingesting the same genome "
+                                            "is a no-op; a table is imported completely or not at all."))
     e = sub.add_parser("embed", help="compute a genome embedding for every stored genome",
                        description="Compute and store an embedding for every genome lacking an up-to-date one: 'stats' "
-                                   "(GC%, AT%, log length, N count), 'kmer<k>' (4**k frequencies), 'kmer<k>_canonical'.")
+                                   "(GC%%, AT%%, log length, N count), 'kmer<k>' (4**k frequencies), 'kmer<k>_canonical'. "
+                                   "A genome that cannot be embedded is named and skipped.")
     e.add_argument("--method", default="kmer4", help="stats, kmer4, kmer6, kmer8, kmer4_canonical, ... (default kmer4)")
     e.add_argument("--overwrite", action="store_true", help="recompute even up-to-date embeddings")
     b = sub.add_parser("build", help="write the genome-split training data set",
@@ -55,22 +46,43 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("--out-dir", help="output folder (default: next to the database)")
     t = sub.add_parser("train", help="train the conditional media VAE (train_media) from a YAML config",
                        description="Run vae_notebooks.media.train.train_media with a YAML config (the file papermill takes with -f) "
-                                   "and --set key=value overrides; prints the summary as JSON.")
+                                   "and --set key=value overrides; prints the run's summary (headline against the baselines). "
+                                   "With --db it trains on that database's data and writes no simulated data into it unless --simulate is given.")
     t.add_argument("-f", "--config", help="YAML config (see configs/media_*.yaml)")
     t.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help="override one parameter (repeatable)")
-    g = sub.add_parser("generate", help="propose media for a genome with a trained run",
-                       description="Decode media for a genome (stored in the database, or a FASTA file) with the model of a run "
-                                   "folder; prints a table of ingredients in g/L (the median over samples, and z=0).")
+    t.add_argument("--simulate", action="store_true", help="also simulate the demo world into --db (never done unasked)")
+    g = sub.add_parser("generate", help="propose a medium for a genome with a trained run",
+                       description="Propose a medium for a genome (stored in the database, or a FASTA file) with the model of a run "
+                                   "folder: the ingredients whose presence probability exceeds --threshold, by name, with g/L, the "
+                                   "10-90%% range over prior samples and the probability.")
     g.add_argument("--run", required=True, help="run folder written by train (model.json, config.json)")
-    g.add_argument("--genome-id", help="a genome stored in the database")
-    g.add_argument("--fasta", help="or a FASTA file (not stored)")
-    g.add_argument("--n-samples", type=int, default=32); g.add_argument("--temperature", type=float, default=1.0)
-    g.add_argument("--seed", type=int, default=0); g.add_argument("--top", type=int, default=25, help="ingredients to print (default 25)")
-    g.add_argument("--out", help="write the full table as CSV here")
+    g.add_argument("--genome-id", help="a genome stored in the database (default database: the one the run trained on)")
+    g.add_argument("--fasta", help="or a FASTA file, plain or .gz (not stored)")
+    g.add_argument("--n-samples", type=int, default=64, help="prior samples of z (default 64)")
+    g.add_argument("--temperature", type=float, default=1.0); g.add_argument("--seed", type=int, default=0)
+    g.add_argument("--threshold", type=float, default=0.5, help="list ingredients with a presence probability above this (default 0.5)")
+    g.add_argument("--out", help="write every ingredient's probability and amount as CSV here")
     return p
 
+def _ingest_args(i):
+    i.add_argument("--fasta", help="FASTA file (plain or .gz) of one genome (needs --genome-id and --organism-type)")
+    i.add_argument("--genome-id", help="genome id: letters, digits, _ . - (no paths)")
+    i.add_argument("--organism-type", choices=ORGANISM_TYPES, help="organism type of the genome")
+    i.add_argument("--name", help="organism name")
+    i.add_argument("--traits", help='traits as JSON, e.g. \'{"halophile": true}\'')
+    i.add_argument("--recipes", help="table (csv/tsv/xlsx/parquet) with columns medium, ingredient, amount, unit[, molar_mass, density_g_per_ml]; "
+                                     "units (g/L, mg/L, mM, %% w/v, mL/L, ...) are converted to g/L")
+    i.add_argument("--growth", help="table with columns genome_id, medium_id, growth (yes/no, true/false, 1/0)[, score, temperature_c, ph, atmosphere, "
+                                    "salinity_pct, incubation_days]")
+    i.add_argument("--simulate", action="store_true", help="store the simulated demo world in this database (see --n-organisms, --seed)")
+    i.add_argument("--n-organisms", type=int, default=120, help="organisms in the simulated world (default 120)")
+    i.add_argument("--genome-length", type=int, default=4000, help="bases per simulated chromosome (default 4000)")
+    i.add_argument("--seed", type=int, default=0, help="seed of the simulated world (default 0)")
+
 # %% ../../nbs/45_media.cli.ipynb #0b3354d2
-def _db_path(args): return Path(args.db) if args.db else default_db_path(args.root)
+def _db_path(args) -> Path:
+    "The database a command reads or writes: `--db`, else the default under the data root."
+    return Path(args.db) if args.db else default_db_path(args.root)
 
 def _ingest(args):
     done = []
@@ -84,48 +96,81 @@ def _ingest(args):
             rows = import_media_recipes(Path(args.recipes), source=str(args.recipes), db=db)
             done.append(f"{rows.medium_id.nunique()} media, {len(rows)} ingredient amounts")
         if args.growth:
-            tab = read_table(args.growth)
-            for r in tab.to_dict("records"):
-                cond = {k: r[k] for k in ("temperature_c", "ph") if k in r and pd.notna(r[k])}
-                store_genome_growth_observation(str(r["genome_id"]), str(r["medium_id"]), bool(r["growth"]), r.get("score"), cond, str(args.growth), db=db)
-            done.append(f"{len(tab)} growth observations")
+            rows = import_growth_table(Path(args.growth), source=str(args.growth), db=db)
+            done.append(f"{len(rows)} growth observations ({int(rows.growth.sum())} grew)")
         if args.simulate:
             from vae_notebooks.media.genomes import default_world
             info = default_world(db, n_organisms=args.n_organisms, genome_length=args.genome_length, seed=args.seed)
             done.append(f"simulated world: {info['genomes']} genomes, {info['media']} media, {info['genome_growth']} growth observations")
         if not done: raise ValueError("nothing to ingest: give --fasta, --recipes, --growth or --simulate")
-    print("\n".join(done))
+        print(f"{db.path}: " + "; ".join(done))
+
+# %% ../../nbs/45_media.cli.ipynb #74b28956
+def _embed(args):
+    from vae_notebooks.media.features import compute_all_genome_embeddings
+    with MediaDB(_db_path(args)) as db:
+        rep = compute_all_genome_embeddings(args.method, args.overwrite, db=db)
+        print(f"{db.path}: {rep['computed']} genome(s) embedded with {args.method}")
+        for gid, why in rep["failed"].items(): print(f"  skipped {gid}: {why}")
+
+def _build(args):
+    from vae_notebooks.media.features import build_genome_media_dataset
+    with MediaDB(_db_path(args)) as db:
+        ds = build_genome_media_dataset(args.method, args.organism_type, args.test_size, args.val_size, args.seed, True, args.out_dir, args.n_components, db=db)
+    print(f"{ds['out_dir']}: " + ", ".join(f"{s} {len(ds[f'X_{s}'])}" for s in ("train", "valid", "test")))
+
+# %% ../../nbs/45_media.cli.ipynb #02ca8b14
+def _train(args):
+    from vae_notebooks.train import load_config, parse_overrides
+    from vae_notebooks.media.train import train_media
+    cfg = load_config(args.config) if args.config else {}
+    cfg.update(parse_overrides(args.overrides))
+    if args.db: cfg["db_path"] = args.db
+    if args.root and "data_root" not in cfg: cfg["data_root"] = args.root
+    if args.simulate: cfg["simulate"] = True
+    if cfg.get("simulate") and cfg.get("db_path") and not args.simulate:
+        raise ValueError(f"the config asks to simulate into {cfg['db_path']}; pass --simulate to confirm writing simulated data into that database")
+    res = train_media(cfg)
+    print(json.dumps({k: res.get(k) for k in ("out_dir", "family", "verdict", "headline", "report", "sizes", "skipped_genomes")}, indent=1, default=str))
+
+# %% ../../nbs/45_media.cli.ipynb #63d2c7cd
+def _embedding_for(args, params, method):
+    from vae_notebooks.media.features import _method_fn
+    from vae_notebooks.media.genomes import read_fasta, load_genome
+    if args.fasta: return _method_fn(method)(read_fasta(args.fasta)), Path(args.fasta).name
+    if not args.genome_id: raise ValueError("give --genome-id (a stored genome) or --fasta FILE")
+    db_file = Path(args.db) if args.db else Path(params.get("db_path_resolved") or default_db_path(args.root))
+    if not db_file.is_file(): raise FileNotFoundError(f"database {db_file} (the run's database) does not exist; pass --db FILE or --fasta FILE")
+    with MediaDB(db_file) as db:
+        if db.con.execute("SELECT 1 FROM genomes WHERE genome_id = ?", (args.genome_id,)).fetchone() is None:
+            raise KeyError(f"genome {args.genome_id!r} is not in {db.path}; add it with `python -m vae_notebooks.media --db {db.path} ingest "
+                           f"--fasta FILE --genome-id {args.genome_id} --organism-type TYPE`, or pass --fasta FILE instead")
+        try: return load_genome_embeddings(method, [args.genome_id], db=db)[1][0], args.genome_id
+        except KeyError: return _method_fn(method)(load_genome(args.genome_id, db=db)[1]), args.genome_id   # computed, not stored
 
 def _generate(args):
-    from vae_notebooks.media.models import ConditionalMediaVAE
-    from vae_notebooks.media.features import _method_fn
-    from vae_notebooks.media.genomes import read_fasta
+    from vae_notebooks.media.models import ConditionalMediaVAE, recipe
     run = Path(args.run)
-    if not (run/"config.json").is_file(): raise FileNotFoundError(f"{run}: no config.json (not a run folder written by train)")
+    if not (run/"config.json").is_file(): raise FileNotFoundError(f"{run}: no config.json (not a run folder written by `python -m vae_notebooks.media train`)")
     params = json.loads((run/"config.json").read_text())["params"]
     model = ConditionalMediaVAE.load(run)
-    method = params["embedding_method"]
-    if args.fasta: emb = _method_fn(method)(read_fasta(args.fasta)); label = Path(args.fasta).stem
-    elif args.genome_id:
-        db_file = Path(args.db) if args.db else Path(params.get("db_path_resolved") or default_db_path(args.root))
-        from vae_notebooks.media.features import compute_all_genome_embeddings
-        with MediaDB(db_file) as db:
-            compute_all_genome_embeddings(method, db=db)
-            emb = load_genome_embeddings(method, [args.genome_id], db=db)[1][0]
-        label = args.genome_id
-    else: raise ValueError("give --genome-id or --fasta")
+    emb, label = _embedding_for(args, params, params["embedding_method"])
     emb = np.asarray(emb, np.float32).ravel()
     if (run/"pca_mean.npy").exists():
         emb = (emb - np.load(run/"pca_mean.npy", allow_pickle=False)) @ np.load(run/"pca_components.npy", allow_pickle=False).T
-    samples = model.generate(args.n_samples, emb, temperature=args.temperature, seed=args.seed)
-    table = pd.DataFrame({"median_g_per_l": np.median(samples, 0), "z0_g_per_l": model.generate(1, emb, temperature=0.0)[0]},
-                         index=pd.Index(model.ingredients or range(model.n_ingredients), name="ingredient"))
-    table["typical_g_per_l"] = model.ingredient_scale.cpu().numpy()
-    table["z0_over_typical"] = table.z0_g_per_l / table.typical_g_per_l
-    table = table.sort_values("z0_over_typical", ascending=False)
-    if args.out: table.to_csv(args.out)
-    print(f"medium proposed for {label} (model {run}):"); print(table.head(args.top).to_string(float_format=lambda v: f"{v:.4g}"))
+    tab = recipe(model, emb, args.n_samples, args.temperature, args.seed, threshold=args.threshold)
+    print(f"Proposed medium for {label} (model {run}, {args.n_samples} samples of z): {len(tab)} ingredients")
+    show = tab.rename(columns=dict(g_per_l="g/L", g_per_l_p10="g/L 10%", g_per_l_p90="g/L 90%", in_samples="in samples"))
+    print(show.drop(columns="id").to_string(index=False, float_format=lambda v: f"{v:.4g}"))
+    unsure = tab[tab.probability < 0.8]
+    if len(unsure): print(f"uncertain (probability < 0.8): {', '.join(unsure.ingredient)}")
+    full = recipe(model, emb, args.n_samples, args.temperature, args.seed, threshold=-1.0)
+    near = full[(full.probability <= args.threshold) & (full.probability > 0.2)]
+    if len(near): print(f"left out but possible (probability 0.2-{args.threshold}): {', '.join(near.ingredient)}")
+    if (run/"summary.json").is_file() and (h := json.loads((run/"summary.json").read_text()).get("headline")): print(f"held-out record of this model: {h}")
+    if args.out: full.to_csv(args.out, index=False)
 
+# %% ../../nbs/45_media.cli.ipynb #d1da277b
 def main(argv:list[str]|None=None) -> int:
     "Entry point of `python -m vae_notebooks.media`."
     p = _parser(); args = p.parse_args(argv)
@@ -134,23 +179,9 @@ def main(argv:list[str]|None=None) -> int:
             path = init_db(_db_path(args))
             with MediaDB(path) as db: print(f"{db.path} (schema version {schema_version(db.con)})")
         elif args.command == "ingest": _ingest(args)
-        elif args.command == "embed":
-            from vae_notebooks.media.features import compute_all_genome_embeddings
-            with MediaDB(_db_path(args)) as db: print(f"{compute_all_genome_embeddings(args.method, args.overwrite, db=db)} genome(s) embedded with {args.method}")
-        elif args.command == "build":
-            from vae_notebooks.media.features import build_genome_media_dataset
-            with MediaDB(_db_path(args)) as db:
-                ds = build_genome_media_dataset(args.method, args.organism_type, args.test_size, args.val_size, args.seed, True, args.out_dir, args.n_components, db=db)
-            print(f"{ds['out_dir']}: " + ", ".join(f"{s} {len(ds[f'X_{s}'])}" for s in ("train", "valid", "test")))
-        elif args.command == "train":
-            from vae_notebooks.train import load_config, parse_overrides
-            from vae_notebooks.media.train import train_media
-            cfg = load_config(args.config) if args.config else {}
-            cfg.update(parse_overrides(args.overrides))
-            if args.db and "db_path" not in cfg: cfg["db_path"] = args.db
-            if args.root and "data_root" not in cfg: cfg["data_root"] = args.root
-            res = train_media(cfg)
-            print(json.dumps({k: res[k] for k in ("out_dir", "train_seconds", "sizes", "test", "rules")}, indent=1, default=str))
+        elif args.command == "embed": _embed(args)
+        elif args.command == "build": _build(args)
+        elif args.command == "train": _train(args)
         elif args.command == "generate": _generate(args)
     except (ValueError, KeyError, TypeError, FileNotFoundError) as e:
         msg = e.args[0] if isinstance(e, KeyError) and e.args else e

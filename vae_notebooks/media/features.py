@@ -88,16 +88,21 @@ def _method_fn(method:str):
 
 def compute_all_genome_embeddings(method:str="kmer4", # 'stats', 'kmer4', 'kmer6', 'kmer8', 'kmer4_canonical', ...
                                   overwrite:bool=False, # recompute even when up to date
-                                  db:MediaDB|str|Path|None=None) -> int:
-    "Compute and store the `method` embedding of every stored genome that lacks an up-to-date one; returns how many were computed."
+                                  db:MediaDB|str|Path|None=None) -> dict:
+    "Embed every stored genome lacking an up-to-date `method` embedding; a genome that fails is skipped and named. Returns `{computed, failed: {id: reason}}`."
     fn = _method_fn(method)
+    computed, failed = 0, {}
     with use_db(db) as mdb:
         todo = mdb.query("SELECT g.genome_id FROM genomes g LEFT JOIN genome_embeddings e ON e.genome_id = g.genome_id AND e.method = ? "
                          "WHERE ? OR e.genome_id IS NULL OR e.genome_sha256 != g.sha256 ORDER BY g.genome_id", (method, int(overwrite))).genome_id
         for gid in todo:
-            _, records = load_genome(gid, db=mdb)
-            store_genome_embedding(gid, method, fn(records), db=mdb)
-        return len(todo)
+            try:
+                _, records = load_genome(gid, db=mdb)
+                emb = fn(records)
+            except (ValueError, FileNotFoundError, KeyError) as e:  # this genome's problem: report it, embed the others
+                failed[gid] = str(e.args[0] if isinstance(e, KeyError) and e.args else e); continue
+            store_genome_embedding(gid, method, emb, db=mdb); computed += 1
+        return dict(computed=computed, failed=failed)
 
 # %% ../../nbs/42_media.features.ipynb #f531faaf
 def _split_genomes(genomes:pd.DataFrame, test_size, val_size, seed):
@@ -124,14 +129,26 @@ def build_genome_media_dataset(embedding_method:str="kmer4", # see `compute_all_
     with use_db(db) as mdb:
         pairs = mdb.query("SELECT o.genome_id, o.medium_id, g.organism_type, g.traits FROM genome_growth o JOIN genomes g USING (genome_id) "
                           "WHERE o.growth = 1 AND (? IS NULL OR g.organism_type = ?) ORDER BY o.genome_id, o.medium_id", (organism_type, organism_type))
-        if pairs.empty: raise ValueError(f"{mdb.path}: no positive growth observations" + (f" for {organism_type}" if organism_type else ""))
+        if pairs.empty:
+            raise ValueError(f"{mdb.path}: no positive growth observations" + (f" for {organism_type}" if organism_type else "") +
+                             f"; add some with `python -m vae_notebooks.media --db {mdb.path} ingest --growth TABLE` (after --fasta and --recipes), "
+                             "or train on the demo world: `python -m vae_notebooks.media train --simulate` (no --db)")
         pairs = pairs.drop_duplicates(["genome_id", "medium_id"]).reset_index(drop=True)
-        compute_all_genome_embeddings(embedding_method, db=mdb)
+        report = compute_all_genome_embeddings(embedding_method, db=mdb)
+        have = set(mdb.query("SELECT genome_id FROM genome_embeddings WHERE method = ?", (embedding_method,)).genome_id)
+        skipped = {g: report["failed"].get(g, "no embedding") for g in sorted(set(pairs.genome_id) - have)}
+        if skipped:
+            print(f"build_genome_media_dataset: skipped {len(skipped)} genome(s) that could not be embedded with {embedding_method}: " +
+                  "; ".join(f"{g}: {r}" for g, r in list(skipped.items())[:5]))
+            pairs = pairs[~pairs.genome_id.isin(skipped)].reset_index(drop=True)
+            if pairs.empty: raise ValueError(f"{mdb.path}: no genome with growth observations could be embedded with {embedding_method}")
         gids = sorted(pairs.genome_id.unique())
         _, E = load_genome_embeddings(embedding_method, gids, db=mdb)
         E = E.reshape(len(gids), -1)
         ingredients = sorted(mdb.query("SELECT DISTINCT ingredient_id FROM media_compositions").ingredient_id)
         M = media_matrix(sorted(pairs.medium_id.unique()), ingredients, db=mdb)
+        names = dict(mdb.con.execute("SELECT ingredient_id, name FROM ingredients").fetchall())
+        ingredient_names = [names.get(i) or i for i in ingredients]
         db_path = str(mdb.path); root = mdb.root
     split = _split_genomes(pairs.drop_duplicates("genome_id"), test_size, val_size, seed)
     pairs["split"] = pairs.genome_id.map(split)
@@ -146,8 +163,8 @@ def build_genome_media_dataset(embedding_method:str="kmer4", # see `compute_all_
     X_all = M.loc[pairs.medium_id].to_numpy(np.float32)
     C_all = E[[gindex[g] for g in pairs.genome_id]].astype(np.float32)
     y_all = pairs.organism_type.map({t: i for i, t in enumerate(ORGANISM_TYPES)}).to_numpy(np.int64)
-    ds = dict(ingredients=ingredients, organism_types=list(ORGANISM_TYPES), embedding_method=embedding_method, pca=pca,
-              metadata=pairs, db_path=db_path)
+    ds = dict(ingredients=ingredients, ingredient_names=ingredient_names, organism_types=list(ORGANISM_TYPES), embedding_method=embedding_method,
+              pca=pca, metadata=pairs, db_path=db_path, skipped_genomes=skipped)
     for s in ("train", "valid", "test"):
         m = (pairs.split == s).to_numpy()
         ds[f"X_{s}"], ds[f"C_{s}"], ds[f"y_{s}"] = X_all[m], C_all[m], y_all[m]
@@ -157,7 +174,8 @@ def build_genome_media_dataset(embedding_method:str="kmer4", # see `compute_all_
         for s in ("train", "valid", "test"):
             for a in "XCy": atomic_save_npy(out_dir/f"{a}_{s}.npy", ds[f"{a}_{s}"])
         with atomic_path(out_dir/"metadata.parquet") as t: pairs.to_parquet(t, index=False)
-        atomic_write_json(out_dir/"dataset.json", dict(params, ingredients=ingredients, organism_types=list(ORGANISM_TYPES), db_path=db_path,
+        atomic_write_json(out_dir/"dataset.json", dict(params, ingredients=ingredients, ingredient_names=ingredient_names, organism_types=list(ORGANISM_TYPES),
+                                                       db_path=db_path, skipped_genomes=skipped,
                                                        sizes={s: int((pairs.split == s).sum()) for s in ("train", "valid", "test")}))
         ds["out_dir"] = out_dir
     return ds

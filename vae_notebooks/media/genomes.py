@@ -10,7 +10,7 @@ import json
 from pathlib import Path
 import numpy as np
 import pandas as pd
-from .db import (ORGANISM_TYPES, MediaDB, use_db, parse_fasta, fasta_sha256, store_genome_metadata,
+from .db import (ORGANISM_TYPES, MediaDB, use_db, parse_fasta, read_fasta_file, fasta_sha256, store_genome_metadata,
                                     store_ingredient, store_medium, store_genome_growth_observation, transaction, validate_id)
 
 # %% auto #0
@@ -21,12 +21,8 @@ __all__ = ['INGREDIENTS', 'BASE_INGREDIENTS', 'TYPE_INGREDIENTS', 'TRAIT_RULES',
 
 # %% ../../nbs/41_media.genomes.ipynb #f327e250
 def read_fasta(path:str|Path) -> list[tuple[str,str]]:
-    "Parse the FASTA file at `path` into `[(record_id, SEQUENCE), ...]`; errors name the file and line."
-    path = Path(path)
-    if not path.is_file(): raise FileNotFoundError(f"FASTA file not found: {path}")
-    try: text = path.read_text()
-    except UnicodeDecodeError: raise ValueError(f"{path}: not a text FASTA file (is it gzipped or binary?)") from None
-    return parse_fasta(text, str(path))
+    "Parse the FASTA file (plain or `.gz`) at `path` into `[(record_id, SEQUENCE), ...]`; errors name the file and line."
+    return read_fasta_file(path)
 
 def load_genome(genome_id:str, db:MediaDB|str|Path|None=None) -> tuple[dict, list[tuple[str,str]]]:
     "The metadata row and the FASTA records of a stored genome, after checking the content hash."

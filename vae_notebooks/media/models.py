@@ -17,11 +17,13 @@ from fastai.torch_core import num_distrib
 from fastai.distributed import DistributedDL
 from fastcore.basics import patch
 from ..core import VAEOutput, reparameterize, store_config
+from ..losses import VAELoss
 from .db import ORGANISM_TYPES
 
 # %% auto #0
-__all__ = ['ConditionalMediaVAE', 'presence', 'typical_amounts', 'reconstruction_metrics', 'MediaPairs', 'CurriculumCallback',
-           'per_type_metrics', 'generate_for_organism', 'generate_for_group', 'interpolate_media']
+__all__ = ['ConditionalMediaVAE', 'MediaLoss', 'typical_amounts', 'media_scores', 'baseline_predictions', 'MediaPairs',
+           'CurriculumCallback', 'per_type_metrics', 'curriculum_effect', 'recipe', 'generate_for_organism',
+           'generate_for_group', 'interpolate_media']
 
 # %% ../../nbs/43_media.models.ipynb #ce72f05e
 def _mlp(sizes, dropout):
@@ -33,17 +35,20 @@ def _as_tensor(a, like:Tensor) -> Tensor:
     return torch.as_tensor(np.asarray(a, dtype=np.float32) if not isinstance(a, Tensor) else a, dtype=torch.float32, device=like.device)
 
 class ConditionalMediaVAE(nn.Module):
-    "Conditional VAE of media (g/L) given genome embeddings: encoder on [t(x), c], decoder on [z, c], BatchNorm, non-negative output."
+    "Conditional VAE of media (g/L) given genome embeddings: encoder on [t(x), c], decoder on [z, c] to presence logits and log amounts."
     def __init__(self, n_ingredients:int, # ingredients per medium
                  cond_dim:int, # genome embedding size
                  latent_dim:int=8, hidden_dims:tuple=(128, 64), dropout:float=0.0,
                  ingredient_scale:list|None=None, # typical g/L per ingredient (default 1)
                  cond_mean:list|None=None, cond_std:list|None=None, # embedding standardisation (default 0, 1)
-                 ingredients:list|None=None): # ingredient ids, for reports
+                 ingredients:list|None=None, # ingredient ids, for reports
+                 ingredient_names:list|None=None): # readable ingredient names, for recipes
         super().__init__()
         store_config(self, n_ingredients=n_ingredients, cond_dim=cond_dim, latent_dim=latent_dim, hidden_dims=list(hidden_dims),
-                     dropout=dropout, ingredient_scale=ingredient_scale, cond_mean=cond_mean, cond_std=cond_std, ingredients=ingredients)
+                     dropout=dropout, ingredient_scale=ingredient_scale, cond_mean=cond_mean, cond_std=cond_std, ingredients=ingredients,
+                     ingredient_names=ingredient_names)
         self.n_ingredients, self.cond_dim, self.latent_dim, self.ingredients = n_ingredients, cond_dim, latent_dim, ingredients
+        self.ingredient_names = ingredient_names or ingredients
         def buf(v, n, default):
             t = torch.full((n,), float(default)) if v is None else torch.as_tensor(v, dtype=torch.float32)
             if t.shape != (n,): raise ValueError(f"expected {n} values, got shape {tuple(t.shape)}")
@@ -55,7 +60,7 @@ class ConditionalMediaVAE(nn.Module):
         self.encoder = _mlp([n_ingredients + cond_dim] + hidden, dropout)
         self.to_mu, self.to_logvar = nn.Linear(hidden[-1], latent_dim), nn.Linear(hidden[-1], latent_dim)
         self.decoder = _mlp([latent_dim + cond_dim] + hidden[::-1], dropout)
-        self.out = nn.Sequential(nn.Linear(hidden[0], n_ingredients), nn.Softplus())
+        self.out = nn.Linear(hidden[0], 2 * n_ingredients)  # presence logits, then log amounts
 
     @classmethod
     def from_data(cls, X:np.ndarray, # training media [N, n_ingredients] in g/L
@@ -97,21 +102,42 @@ def encode(self:ConditionalMediaVAE, x:Tensor, c:Tensor) -> tuple[Tensor, Tensor
     return self.to_mu(h), self.to_logvar(h).clamp(-10, 10)
 
 @patch
-def decode(self:ConditionalMediaVAE, z:Tensor, c:Tensor) -> Tensor:
-    "Media in the scaled log space (>= 0) from latents `z` and embeddings `c`."
+def decode(self:ConditionalMediaVAE, z:Tensor, c:Tensor) -> tuple[Tensor, Tensor]:
+    "Presence logits and log amounts `log(x / s)` (each [B, I]) from latents `z` and embeddings `c`."
     c = _as_tensor(c, z)
     if z.ndim != 2 or z.shape[1] != self.latent_dim or c.shape != (z.shape[0], self.cond_dim):
         raise ValueError(f"z must be [B, {self.latent_dim}] and c [B, {self.cond_dim}], got {tuple(z.shape)} and {tuple(c.shape)}")
-    return self.out(self.decoder(torch.cat([z, self.norm_cond(c)], 1)))
+    logits, log_amount = self.out(self.decoder(torch.cat([z, self.norm_cond(c)], 1))).chunk(2, dim=1)
+    return logits, log_amount.clamp(-20, 20)
 
 @patch
 def forward(self:ConditionalMediaVAE, x:Tensor, c:Tensor, z:Tensor|None=None, sample:bool=True) -> VAEOutput:
-    "Encode (x, c), sample z (or take `z`; `sample=False`: z = mu), decode with c; `recon` is in the scaled log space."
+    "Encode (x, c), sample z (or take `z`; `sample=False`: z = mu), decode with c: presence logits, log amounts and `recon` (expected model-space value)."
     mu, logvar = self.encode(x, c)
     if z is None: z = reparameterize(mu, logvar) if sample else mu
-    return VAEOutput(recon=self.decode(z, c), mu=mu, logvar=logvar, z=z)
+    logits, log_amount = self.decode(z, c)
+    recon = torch.sigmoid(logits) * nn.functional.softplus(log_amount)  # E[log(1 + x/s)] under the model
+    return VAEOutput(recon=recon, mu=mu, logvar=logvar, z=z, presence_logits=logits, log_amount=log_amount)
 
 # %% ../../nbs/43_media.models.ipynb #b149ae2f
+class MediaLoss(VAELoss):
+    "Negative ELBO of the presence/amount model: BCE on presence + squared error of log amounts where present, plus the `VAELoss` KL terms."
+    def __init__(self, amount_weight:float=1.0, # weight of the log-amount term
+                 **kwargs): # `VAELoss` arguments: beta, free_bits, ...
+        super().__init__(recon="mse", reduction="sum", **kwargs); self.amount_weight = amount_weight
+    def __call__(self, out, t:Tensor, *_) -> tuple[Tensor, dict]:
+        t = t.float()
+        present = (t > 0).float()
+        target_log = torch.log(torch.expm1(t).clamp_min(1e-12))  # log(x / s), only used where present
+        bce = nn.functional.binary_cross_entropy_with_logits(out["presence_logits"].float(), present, reduction="none").sum(1).mean()
+        amount = (present * (out["log_amount"].float() - target_log).pow(2)).sum(1).mean()
+        _, comps = super().__call__({**out, "recon": t}, t)   # the KL terms (the MSE part is 0 here)
+        rec = bce + self.amount_weight * amount
+        total = comps["loss"] + rec
+        comps.update(recon=rec, presence_bce=bce, amount_se=amount, loss=total)
+        return total, comps
+
+# %% ../../nbs/43_media.models.ipynb #41865d28
 class _eval_mode:
     def __init__(self, m): self.m = m
     def __enter__(self): self.was = self.m.training; self.m.eval(); self.ng = torch.no_grad(); self.ng.__enter__()
@@ -121,32 +147,68 @@ class _eval_mode:
 def _device(self:ConditionalMediaVAE): return self.ingredient_scale.device
 
 @patch
-def predict(self:ConditionalMediaVAE, X, # media [N, n_ingredients] in g/L
-            C, # embeddings [N, cond_dim]
-           ) -> np.ndarray:
-    "Reconstruct media (g/L) from the posterior means."
-    with _eval_mode(self): return self.to_g_per_l(self(X, C, sample=False).recon).cpu().numpy()
+def heads(self:ConditionalMediaVAE, z:Tensor, c:Tensor) -> tuple[Tensor, Tensor]:
+    "Presence probabilities and amounts when present (g/L), each [B, I], decoded from `z` and `c` (eval mode, no grad)."
+    with _eval_mode(self):
+        logits, log_amount = self.decode(z.to(self._device()), _as_tensor(c, self.ingredient_scale))
+        return torch.sigmoid(logits), torch.exp(log_amount) * self.ingredient_scale
+
+@patch
+def reconstruct(self:ConditionalMediaVAE, X, # media [N, n_ingredients] in g/L
+                C, # embeddings [N, cond_dim]
+               ) -> tuple[np.ndarray, np.ndarray]:
+    "Presence probabilities and amounts (g/L) decoded from the posterior means: the encoder *sees* the medium."
+    with _eval_mode(self): mu = self.encode(X, C)[0]
+    p, a = self.heads(mu, C); return p.cpu().numpy(), a.cpu().numpy()
+
+@patch
+def predict(self:ConditionalMediaVAE, X, C) -> np.ndarray:
+    "Reconstructed media (g/L): amount where the presence probability exceeds 0.5, else 0."
+    p, a = self.reconstruct(X, C); return np.where(p > 0.5, a, 0.0)
 
 @patch
 def encode_media(self:ConditionalMediaVAE, X, C) -> np.ndarray:
     "Posterior means [N, latent_dim] of media `X` (g/L) with embeddings `C`."
     with _eval_mode(self): return self.encode(X, C)[0].cpu().numpy()
 
+def _prior_z(n, latent_dim, temperature, seed):
+    g = torch.Generator(device="cpu")
+    if seed is not None: g.manual_seed(seed)
+    else: g.seed()
+    return torch.randn(n, latent_dim, generator=g) * temperature
+
+@patch
+def sample_heads(self:ConditionalMediaVAE, n_samples:int, # draws of z per genome
+                 C, # genome embeddings [N, cond_dim] (or one [cond_dim])
+                 temperature:float=1.0, # prior scale; 0 decodes z = 0
+                 seed:int|None=None) -> tuple[np.ndarray, np.ndarray]:
+    "Presence probabilities and amounts (g/L), each [N, n_samples, I], for z ~ N(0, temperature^2 I): the medium is never seen."
+    C = np.asarray(C, np.float32); C = C[None] if C.ndim == 1 else C
+    if C.ndim != 2 or C.shape[1] != self.cond_dim: raise ValueError(f"embeddings must be [N, {self.cond_dim}], got {C.shape}")
+    z = _prior_z(n_samples, self.latent_dim, temperature, seed)
+    p, a = self.heads(z.repeat(len(C), 1), np.repeat(C, n_samples, 0))
+    shape = (len(C), n_samples, self.n_ingredients)
+    return p.cpu().numpy().reshape(shape), a.cpu().numpy().reshape(shape)
+
+@patch
+def predict_from_genome(self:ConditionalMediaVAE, C, # genome embeddings [N, cond_dim]
+                        n_samples:int=32, temperature:float=1.0, seed:int|None=0) -> tuple[np.ndarray, np.ndarray]:
+    "Presence probability (mean over prior samples) and amount when present (median, g/L), each [N, I], from the genome alone."
+    p, a = self.sample_heads(n_samples, C, temperature, seed)
+    return p.mean(1), np.median(a, 1)
+
 @patch
 def generate(self:ConditionalMediaVAE, n_samples:int, # media to draw
              condition, # one embedding [cond_dim] (repeated) or [n_samples, cond_dim]
              temperature:float=1.0, # prior scale; 0 decodes z = 0
              seed:int|None=None) -> np.ndarray:
-    "Sample media (g/L) for a genome embedding: z ~ N(0, temperature^2 I), decoded with the condition."
+    "Sample media (g/L) for a genome embedding: z ~ N(0, temperature^2 I); an ingredient is in when its presence probability > 0.5."
     c = _as_tensor(condition, self.ingredient_scale)
     if c.ndim == 1: c = c[None]
     if c.shape[0] == 1: c = c.expand(n_samples, -1)
     if c.shape != (n_samples, self.cond_dim): raise ValueError(f"condition must be [{self.cond_dim}] or [{n_samples}, {self.cond_dim}], got {tuple(c.shape)}")
-    g = torch.Generator(device="cpu")
-    if seed is not None: g.manual_seed(seed)
-    else: g.seed()
-    z = (torch.randn(n_samples, self.latent_dim, generator=g) * temperature).to(self._device())
-    with _eval_mode(self): return self.to_g_per_l(self.decode(z, c)).cpu().numpy()
+    p, a = self.heads(_prior_z(n_samples, self.latent_dim, temperature, seed), c)
+    return torch.where(p > 0.5, a, torch.zeros_like(a)).cpu().numpy()
 
 @patch
 def save(self:ConditionalMediaVAE, path:str|Path) -> Path:
@@ -163,31 +225,59 @@ def load(cls:ConditionalMediaVAE, path:str|Path, device=None) -> "ConditionalMed
     return m
 
 # %% ../../nbs/43_media.models.ipynb #6820573b
-def presence(X:np.ndarray, scale:np.ndarray, threshold:float=0.4) -> np.ndarray:
-    "Boolean [N, I]: ingredient present when above `threshold` x its typical amount `scale`."
-    return np.asarray(X) > threshold * np.asarray(scale)[None, :]
-
 def typical_amounts(X:np.ndarray) -> np.ndarray:
     "Median non-zero amount of each ingredient (1 where never present)."
     X = np.asarray(X)
     return np.array([np.median(col[col > 0]) if (col > 0).any() else 1.0 for col in X.T])
 
-def reconstruction_metrics(X:np.ndarray, # true media [N, I] g/L
-                           recon:np.ndarray, # reconstructed or predicted media [N, I] g/L
-                           threshold:float=0.4, # presence threshold, relative to the typical amount
-                           scale:np.ndarray|None=None, # typical amount per ingredient (default: from X)
-                          ) -> dict:
-    "MSE (g/L and log1p), Pearson r (log1p), ingredient match %, presence precision and recall."
-    X, R = np.asarray(X, np.float64), np.asarray(recon, np.float64)
-    if X.shape != R.shape: raise ValueError(f"X {X.shape} and recon {R.shape} differ in shape")
-    lx, lr = np.log1p(X), np.log1p(np.clip(R, 0, None))
-    scale = typical_amounts(X) if scale is None else np.asarray(scale)
-    px, pr = presence(X, scale, threshold), presence(R, scale, threshold)
-    tp = (px & pr).sum()
-    r = np.corrcoef(lx.ravel(), lr.ravel())[0, 1] if lx.std() > 0 and lr.std() > 0 else float("nan")
-    return dict(mse=float(((X - R)**2).mean()), mse_log1p=float(((lx - lr)**2).mean()), pearson_r=float(r),
-                match_pct=float(100 * (px == pr).mean()), presence_precision=float(tp / max(pr.sum(), 1)),
-                presence_recall=float(tp / max(px.sum(), 1)))
+def media_scores(X:np.ndarray, # true media [N, I] g/L
+                 prob:np.ndarray, # predicted presence probability [N, I]
+                 amount:np.ndarray, # predicted amount when present [N, I] g/L
+                 threshold:float=0.5, # presence when prob > threshold
+                ) -> dict:
+    "Presence F1 / precision / recall over cells, and the log10 amount error on truly present ingredients."
+    X, P, A = np.asarray(X, np.float64), np.asarray(prob, np.float64), np.asarray(amount, np.float64)
+    if not (X.shape == P.shape == A.shape): raise ValueError(f"X {X.shape}, prob {P.shape} and amount {A.shape} must have the same shape")
+    true, pred = X > 0, P > threshold
+    tp = (true & pred).sum()
+    precision, recall = tp / max(pred.sum(), 1), tp / max(true.sum(), 1)
+    f1 = 2 * precision * recall / (precision + recall) if precision + recall > 0 else 0.0
+    err = np.abs(np.log10(np.clip(A[true], 1e-12, None) / X[true]))
+    return dict(presence_f1=float(f1), presence_precision=float(precision), presence_recall=float(recall),
+                amount_log10_error=float(err.mean()) if err.size else float("nan"),
+                amount_within_2x=float((err <= np.log10(2)).mean()) if err.size else float("nan"), n_media=int(len(X)))
+
+# %% ../../nbs/43_media.models.ipynb #ac623177
+def _presence_amount(X, scale):
+    "Presence share and median amount when present (scale where never present) over the rows of X."
+    X = np.asarray(X, np.float64)
+    prob = (X > 0).mean(0)
+    amt = np.array([np.median(col[col > 0]) if (col > 0).any() else s for col, s in zip(X.T, scale)])
+    return prob, amt
+
+def baseline_predictions(X_train:np.ndarray, # training media [N, I] g/L
+                         C_train:np.ndarray, # their genome embeddings [N, E]
+                         y_train:np.ndarray, # their organism type index [N]
+                         genome_train:list, # their genome ids [N] (a genome may have several media)
+                         C_eval:np.ndarray, # embeddings of the genomes to propose media for [M, E]
+                         y_eval:np.ndarray, # their organism type index [M]
+                        ) -> dict:
+    "`{name: (prob [M, I], amount [M, I])}` for the mean medium, the per-type mean and the nearest-neighbour genome's media."
+    X_train, C_train, C_eval = np.asarray(X_train, np.float64), np.asarray(C_train, np.float64), np.asarray(C_eval, np.float64)
+    y_train, y_eval, genome_train = np.asarray(y_train), np.asarray(y_eval), np.asarray(genome_train)
+    scale = typical_amounts(X_train); M = len(C_eval)
+    p, a = _presence_amount(X_train, scale)
+    out = {"mean medium": (np.tile(p, (M, 1)), np.tile(a, (M, 1)))}
+    per_type = {t: _presence_amount(X_train[y_train == t], scale) for t in np.unique(y_train)}
+    out["per-type mean"] = tuple(np.stack([per_type.get(t, (p, a))[k] for t in y_eval]) for k in (0, 1))
+    genomes = list(dict.fromkeys(genome_train))               # unique training genomes, in order
+    G = np.stack([C_train[genome_train == g][0] for g in genomes])
+    mu, sd = G.mean(0), G.std(0); sd[sd < 1e-8] = 1.0
+    d = (((C_eval - mu) / sd)[:, None, :] - ((G - mu) / sd)[None]) ** 2
+    nearest = d.sum(-1).argmin(1)
+    own = {g: _presence_amount(X_train[genome_train == g], scale) for g in genomes}
+    out["nearest-neighbour genome"] = tuple(np.stack([own[genomes[j]][k] for j in nearest]) for k in (0, 1))
+    return out
 
 # %% ../../nbs/43_media.models.ipynb #ff5856fa
 class MediaPairs(Dataset):
@@ -254,16 +344,51 @@ def _inner_dl(dl):
     return dl.dl if isinstance(dl, DistributedDL) else dl
 
 def per_type_metrics(model:ConditionalMediaVAE, ds:MediaPairs) -> dict:
-    "Validation MSE in model space (posterior mean) per organism type, and overall."
+    "Validation error per organism type and overall: the presence/amount loss per medium of the z = 0 decode (genome only, medium unseen)."
     if ds is None or not len(ds.y): return {}
     with _eval_mode(model):
         dev = model.ingredient_scale.device
-        err = (model(ds.X.to(dev), ds.C.to(dev), sample=False).recon.cpu() - ds.T).pow(2).mean(1).numpy()
-    res = {f"valid_mse_{t}": float(err[ds.y == i].mean()) for i, t in enumerate(ORGANISM_TYPES) if (ds.y == i).any()}
-    res["valid_mse_all"] = float(err.mean())
+        z = torch.zeros(len(ds.y), model.latent_dim, device=dev)
+        logits, log_amount = model.decode(z, ds.C.to(dev))
+        t = ds.T.to(dev); present = (t > 0).float()
+        err = (nn.functional.binary_cross_entropy_with_logits(logits, present, reduction="none") +
+               present * (log_amount - torch.log(torch.expm1(t).clamp_min(1e-12))).pow(2)).sum(1).cpu().numpy()
+    res = {f"valid_error_{t}": float(err[ds.y == i].mean()) for i, t in enumerate(ORGANISM_TYPES) if (ds.y == i).any()}
+    res["valid_error_all"] = float(err.mean())
     return res
 
-# %% ../../nbs/43_media.models.ipynb #050815d2
+def curriculum_effect(history:pd.DataFrame, # `CurriculumCallback.history`: one row per phase with `valid_error_<type>`
+                      margin:float=0.0, # the added type's relative drop must exceed the others' by this much
+                     ) -> pd.DataFrame:
+    "Per phase: relative error drop of the type just added vs the mean drop of the types not yet added, and whether it is larger."
+    h = pd.DataFrame(history).reset_index(drop=True); rows = []
+    for p in range(1, len(h)):
+        added, later = h.added[p], list(h.added[p+1:])
+        if not later: continue   # the last type added has no not-yet-added types to compare with
+        drop = lambda t: (h[f"valid_error_{t}"][p-1] - h[f"valid_error_{t}"][p]) / h[f"valid_error_{t}"][p-1]
+        rows.append(dict(phase=p, added=added, added_drop=drop(added), not_yet_added=",".join(later),
+                         not_yet_added_drop=float(np.mean([drop(t) for t in later]))))
+    res = pd.DataFrame(rows, columns=["phase", "added", "added_drop", "not_yet_added", "not_yet_added_drop"])
+    res["added_drops_more"] = res.added_drop > res.not_yet_added_drop + margin
+    return res
+
+# %% ../../nbs/43_media.models.ipynb #b6dbfc9d
+def recipe(model:ConditionalMediaVAE, embedding, # one genome embedding [cond_dim]
+           n_samples:int=64, temperature:float=1.0, seed:int|None=0,
+           threshold:float=0.5, # list ingredients whose mean presence probability exceeds this
+          ) -> pd.DataFrame:
+    "The proposed medium as a table of present ingredients: name, g/L (median and 10-90 % range over samples), probability, share of samples."
+    p, a = model.sample_heads(n_samples, np.asarray(embedding, np.float32).ravel(), temperature, seed)
+    p, a = p[0], a[0]
+    prob = p.mean(0); keep = np.flatnonzero(prob > threshold)
+    names = model.ingredient_names or [str(i) for i in range(model.n_ingredients)]
+    ids = model.ingredients or names
+    tab = pd.DataFrame(dict(ingredient=[names[j] for j in keep], id=[ids[j] for j in keep],
+                            g_per_l=np.median(a[:, keep], 0), g_per_l_p10=np.quantile(a[:, keep], 0.1, 0),
+                            g_per_l_p90=np.quantile(a[:, keep], 0.9, 0), probability=prob[keep],
+                            in_samples=(p[:, keep] > 0.5).mean(0)))
+    return tab.sort_values(["probability", "g_per_l"], ascending=False).reset_index(drop=True)
+
 def generate_for_organism(model:ConditionalMediaVAE, embedding, n_samples:int=8, temperature:float=1.0, seed:int|None=None) -> np.ndarray:
     "Media (g/L) [n_samples, I] sampled for one genome embedding."
     return model.generate(n_samples, np.asarray(embedding, np.float32).ravel(), temperature, seed)

@@ -16,23 +16,26 @@ from matplotlib.figure import Figure
 from ..core import set_seed, default_device, data_root, resolve_config, atomic_write_json, atomic_save_npy, atomic_path
 from ..losses import VAELoss
 from ..learner import vae_dataloaders, vae_learner, save_model, start_run, distributed, main_process_first, rank_device, world_size
+try: from vae_notebooks.learner import finish_run
+except ImportError: finish_run = None  # an engine without the run contract yet: summary.json is written here instead
 from ..callbacks import is_main_process
 from .db import ORGANISM_TYPES, MediaDB, default_db_path
 from .genomes import default_world, required_ingredients, RULE_INGREDIENTS, TRAITS
 from .db import slugify
 from .features import build_genome_media_dataset
-from .models import (ConditionalMediaVAE, MediaPairs, CurriculumCallback, reconstruction_metrics, presence,
-                                        generate_for_group, interpolate_media, per_type_metrics)
+from .models import (ConditionalMediaVAE, MediaPairs, MediaLoss, CurriculumCallback, media_scores, baseline_predictions,
+                                        typical_amounts, curriculum_effect, generate_for_group, interpolate_media, per_type_metrics)
 
 # %% auto #0
-__all__ = ['DEFAULTS', 'rule_precision_recall', 'plot_latent_pca', 'plot_interpolation', 'plot_curriculum', 'train_media']
+__all__ = ['DEFAULTS', 'rule_precision_recall', 'plot_latent_pca', 'plot_interpolation', 'plot_curriculum', 'plot_comparison',
+           'train_media', 'compare_curriculum']
 
 # %% ../../nbs/44_media.train.ipynb #02ed1f3e
 DEFAULTS = dict(
     out_dir="runs/media",            # run folder: config.json, metrics.csv, model, figures
     data_root=None,                  # data root for the database (None: $VAE_NOTEBOOKS_DATA or ~/.cache/vae_notebooks)
-    db_path=None,                    # database file (None: the simulated world's own database)
-    simulate=True,                   # build (once) the simulated world in the database
+    db_path=None,                    # database file (None: the simulated demo world's own database)
+    simulate=None,                   # None: simulate only into the demo database (db_path None); True: also into db_path; False: never
     n_organisms=120,                 # simulated organisms, split evenly over the four types
     genome_length=2000,              # bases per simulated chromosome
     media_per_organism=2,            # positive media per organism (its own and variants)
@@ -48,26 +51,27 @@ DEFAULTS = dict(
     epochs=40, bs=32, lr=1e-2, one_cycle=True,
     beta=0.01,                       # KL weight (recon is a per-medium sum over ingredients)
     free_bits=0.0,                   # nats per latent dimension (0: off)
-    curriculum=True,                 # add organism types phase by phase
+    curriculum=False,                # add organism types phase by phase (off: plain training won 5 of 5 paired seeds, see below)
     curriculum_order=list(ORGANISM_TYPES),
     curriculum_fraction=0.5,         # share of the epochs spent before every type is in the training set
-    presence_threshold=0.4,          # an ingredient is present above this x its typical amount
+    presence_threshold=0.5,          # an ingredient is proposed when its presence probability exceeds this
+    n_samples=32,                    # prior samples of z per genome when proposing media
     n_interpolation_steps=7,
     seed=0, device=None, amp="auto",
     num_threads=1,                   # CPU threads for torch (0: leave torch's default); small MLPs run best on one
+    progress=None,                   # progress bars: None = auto (on when a person watches, off under papermill), True, False
 )
 
 # %% ../../nbs/44_media.train.ipynb #985d7a01
-def rule_precision_recall(media:np.ndarray, # generated media [G, I] g/L, one per genome
+def rule_precision_recall(present:np.ndarray, # proposed presence [G, I] (bool), one row per genome
                           traits:list[dict], # each genome's traits
                           ingredients:list[str], # ingredient ids of the columns
-                          scale:np.ndarray, # typical amount per ingredient
-                          threshold:float=0.4) -> dict:
-    "Micro-averaged precision/recall (and per-trait recall) of the rule-governed ingredients in generated media."
+                         ) -> dict:
+    "Micro-averaged precision/recall (and per-trait recall) of the rule-governed ingredients in proposed media."
     rule_ids = [slugify(n) for n in RULE_INGREDIENTS]
     cols = [ingredients.index(i) for i in rule_ids if i in ingredients]
     names = [ingredients[c] for c in cols]
-    present = presence(media, scale, threshold)[:, cols]
+    present = np.asarray(present, bool)[:, cols]
     required = np.array([[n in {slugify(r) for r in required_ingredients(t)} for n in names] for t in traits], bool)
     tp = (present & required).sum()
     res = dict(rule_precision=float(tp / max(present.sum(), 1)), rule_recall=float(tp / max(required.sum(), 1)), n_genomes=len(traits))
@@ -108,20 +112,39 @@ def plot_interpolation(path_media:np.ndarray, ingredients:list[str], labels:tupl
     return fig
 
 def plot_curriculum(history:pd.DataFrame, path:str|Path|None=None) -> Figure:
-    "Per-type validation MSE at the end of each curriculum phase."
+    "Per-type validation error (z = 0 decode from the genome) at the end of each curriculum phase."
     fig = Figure(figsize=(5, 3.5), dpi=80); ax = fig.subplots()
     for t in ORGANISM_TYPES:
-        c = f"valid_mse_{t}"
+        c = f"valid_error_{t}"
         if c in history: ax.plot(history.phase, history[c], "o-", c=_COLORS[t], label=t)
     ax.set_xticks(history.phase); ax.set_xticklabels([f"+{a}" for a in history.added], fontsize=8)
-    ax.set_ylabel("valid MSE (model space)"); ax.set_title("curriculum phases"); ax.legend(fontsize=8); fig.tight_layout()
+    ax.set_ylabel("valid error (presence BCE + log-amount SE)", fontsize=8); ax.set_title("curriculum phases"); ax.legend(fontsize=8); fig.tight_layout()
+    if path: fig.savefig(path)
+    return fig
+
+def plot_comparison(table:pd.DataFrame, # rows: method x subset, columns presence_f1, amount_log10_error
+                    path:str|Path|None=None) -> Figure:
+    "Bars of presence F1 and amount error per method, on all held-out pairs and on media unseen in training."
+    fig = Figure(figsize=(9, 3.5), dpi=80); axs = fig.subplots(1, 2)
+    methods = list(dict.fromkeys(table.method)); subsets = list(dict.fromkeys(table.subset)); w = 0.8 / len(subsets)
+    for ax, col, lab in zip(axs, ["presence_f1", "amount_log10_error"], ["presence F1 (higher is better)", "|log10 amount ratio| (lower is better)"]):
+        for k, sub in enumerate(subsets):
+            t = table[table.subset == sub].set_index("method").reindex(methods)
+            ax.bar(np.arange(len(methods)) + k * w, t[col], w, label=sub)
+        ax.set_xticks(np.arange(len(methods)) + w * (len(subsets) - 1) / 2)
+        ax.set_xticklabels(methods, rotation=20, ha="right", fontsize=7); ax.set_title(lab, fontsize=9)
+    axs[0].legend(fontsize=7); fig.tight_layout()
     if path: fig.savefig(path)
     return fig
 
 # %% ../../nbs/44_media.train.ipynb #5a1c0131
+def _simulates(cfg) -> bool:
+    "Simulate only into the demo database, or into `db_path` when asked explicitly (`simulate=True`)."
+    return cfg["db_path"] is None if cfg["simulate"] is None else bool(cfg["simulate"])
+
 def _world_db(cfg) -> Path:
     if cfg["db_path"]: return Path(cfg["db_path"])
-    if not cfg["simulate"]: return default_db_path(cfg["data_root"])
+    if not _simulates(cfg): return default_db_path(cfg["data_root"])
     world = {k: cfg[k] for k in ("n_organisms", "genome_length", "media_per_organism", "tests_per_organism", "n_ingredients", "world_seed")}
     key = hashlib.sha1(json.dumps(world, sort_keys=True).encode()).hexdigest()[:10]
     return data_root(cfg["data_root"])/"media"/f"simulated-{key}"/"media.db"
@@ -131,35 +154,44 @@ def _world_params(cfg):
                 tests_per_organism=cfg["tests_per_organism"], n_ingredients=cfg["n_ingredients"], seed=cfg["world_seed"])
 
 def train_media(config:dict|None=None, **overrides) -> dict:
-    "Train the conditional media VAE (curriculum over organism types) and evaluate it; writes a run folder, returns a summary."
+    "Train the conditional media VAE and evaluate it against the baselines on held-out genomes; writes a run folder, returns the summary."
     cfg = resolve_config(DEFAULTS, config, source="train_media config", **overrides)
     bad = [t for t in cfg["curriculum_order"] if t not in ORGANISM_TYPES]
     if bad: raise ValueError(f"curriculum_order: unknown organism types {bad}; use {ORGANISM_TYPES}")
     if not 0 < cfg["test_size"] < 1: raise ValueError(f"test_size must be in (0, 1): train_media evaluates on held-out genomes, got {cfg['test_size']}")
+    if cfg["simulate"] not in (None, True, False): raise ValueError(f"simulate must be None (auto), true or false, got {cfg['simulate']!r}")
+    if cfg["db_path"] is not None and not _simulates(cfg) and not Path(cfg["db_path"]).is_file():
+        raise FileNotFoundError(f"database {cfg['db_path']} does not exist; create it and add data with `python -m vae_notebooks.media --db {cfg['db_path']} ingest ...`, "
+                                "or train on the demo world without --db")
     with distributed(device=cfg["device"]): return _train_media(cfg)
 
 def _train_media(cfg:dict) -> dict:
     db_path, main = _world_db(cfg), is_main_process()
-    out_dir = start_run(cfg["out_dir"], dict(cfg, db_path_resolved=str(db_path)))  # rank 0 only
+    out_dir = start_run(cfg["out_dir"], dict(cfg, db_path_resolved=str(db_path), simulated=_simulates(cfg)))  # rank 0 only
     if cfg["num_threads"]: torch.set_num_threads(cfg["num_threads"])
     set_seed(cfg["seed"]); t0 = time.time()
     with main_process_first(), MediaDB(db_path) as db:  # rank 0 simulates the world and embeds the genomes, the others then read them
-        if cfg["simulate"]: default_world(db, **_world_params(cfg))
+        if _simulates(cfg): default_world(db, **_world_params(cfg))
         ds = build_genome_media_dataset(cfg["embedding_method"], test_size=cfg["test_size"], val_size=cfg["val_size"], seed=cfg["split_seed"],
                                         n_components=cfg["n_components"] or None, save=main, out_dir=out_dir/"dataset", db=db)
+    sizes = {k: len(ds[f"X_{k}"]) for k in ("train", "valid", "test")}
+    if sizes["train"] < 2 or sizes["valid"] < 1 or sizes["test"] < 1:
+        raise ValueError(f"{db_path}: too little data to train and evaluate on held-out genomes: {ds['metadata'].genome_id.nunique()} genome(s) with "
+                         f"positive growth observations give train/valid/test = {sizes['train']}/{sizes['valid']}/{sizes['test']} pairs "
+                         f"(a type needs at least 3 genomes to hold some out); add data with `python -m vae_notebooks.media --db {db_path} ingest ...`")
     if ds["pca"] is not None and main:
         atomic_save_npy(out_dir/"pca_mean.npy", ds["pca"]["mean"]); atomic_save_npy(out_dir/"pca_components.npy", ds["pca"]["components"])
     device = rank_device(cfg["device"])
     model = ConditionalMediaVAE.from_data(ds["X_train"], ds["C_train"], latent_dim=cfg["latent_dim"], hidden_dims=cfg["hidden_dims"],
-                                          dropout=cfg["dropout"], ingredients=ds["ingredients"]).to(device)
+                                          dropout=cfg["dropout"], ingredients=ds["ingredients"], ingredient_names=ds["ingredient_names"]).to(device)
     train = MediaPairs(ds["X_train"], ds["C_train"], ds["y_train"], model)
     valid = MediaPairs(ds["X_valid"], ds["C_valid"], ds["y_valid"], model)
     share, bs = -(-len(train) // world_size()), cfg["bs"]  # training pairs per process (all of them without DDP)
     drop_last = None if world_size() == 1 else (share > bs and share % bs == 1)  # under DDP: only a last batch of one (BatchNorm) is dropped
     dls = vae_dataloaders(train, valid, bs=bs, n_inp=2, device=device, seed=cfg["seed"], drop_last=drop_last)
     curriculum = CurriculumCallback(cfg["curriculum_order"], fraction=cfg["curriculum_fraction"], verbose=False) if cfg["curriculum"] else None
-    loss = VAELoss(recon="mse", reduction="sum", beta=cfg["beta"], free_bits=cfg["free_bits"])
-    learn = vae_learner(dls, model, loss, lr=cfg["lr"], csv_path=out_dir/"metrics.csv", amp=cfg["amp"], progress=False,
+    loss = MediaLoss(beta=cfg["beta"], free_bits=cfg["free_bits"])
+    learn = vae_learner(dls, model, loss, lr=cfg["lr"], csv_path=out_dir/"metrics.csv", amp=cfg["amp"], progress=cfg["progress"],
                         cbs=[curriculum] if curriculum else None)
     learn.logger = noop
     with learn.distrib_ctx(sync_bn=False):  # DDP under torchrun; a no-op otherwise (see above for why not SyncBatchNorm)
@@ -169,47 +201,110 @@ def _train_media(cfg:dict) -> dict:
     if not main: return dict(out_dir=str(out_dir), main_process=False, world_size=world_size(), steps_per_rank=steps_per_rank, train_seconds=train_s)
     model.eval()
     save_model(model, out_dir, extra=dict(embedding_method=cfg["embedding_method"], n_components=cfg["n_components"]))
-    return _evaluate(cfg, out_dir, ds, model, curriculum, train_s, steps_per_rank)
+    return _evaluate(cfg, out_dir, ds, model, curriculum, train_s, steps_per_rank, learn)
 
 # %% ../../nbs/44_media.train.ipynb #5fc6d0a4
-def _evaluate(cfg, out_dir, ds, model, curriculum, train_s, steps_per_rank=None) -> dict:
-    X_te, C_te, meta = ds["X_test"], ds["C_test"], ds["metadata"]
-    te = meta[meta.split == "test"].reset_index(drop=True)
-    scale = model.ingredient_scale.cpu().numpy()
-    thr = cfg["presence_threshold"]
-    pred = model.predict(X_te, C_te)
-    mean_medium = np.repeat(ds["X_train"].mean(0, keepdims=True), len(X_te), 0)
-    test_metrics = {"model": reconstruction_metrics(X_te, pred, thr, scale), "mean_medium": reconstruction_metrics(X_te, mean_medium, thr, scale)}
-    per_type = {t: reconstruction_metrics(X_te[te.organism_type == t], pred[te.organism_type == t], thr, scale)
-                for t in ORGANISM_TYPES if (te.organism_type == t).any()}
-    # one typical (z = 0) medium per held-out genome, scored against the simulator's rules
+def _headline(table:pd.DataFrame) -> tuple[str, dict]:
+    "One sentence: the model's presence F1 (and amount error) against the strongest baseline, per subset, in words."
+    parts, verdicts = [], {}
+    for subset, t in table.groupby("subset", sort=False):
+        t = t.set_index("method"); base = t.drop(index=["model", "reconstruction (encoder sees the medium)"], errors="ignore")
+        best = base.presence_f1.idxmax(); m, b = t.loc["model"], base.loc[best]
+        best_a = base.amount_log10_error.idxmin(); ba = base.loc[best_a]
+        wins, wins_a = bool(m.presence_f1 > b.presence_f1), bool(m.amount_log10_error < ba.amount_log10_error)
+        verdicts[subset] = dict(model_beats_best_baseline=wins, best_baseline=best, model_f1=float(m.presence_f1), best_f1=float(b.presence_f1),
+                                model_beats_best_amount_baseline=wins_a, best_amount_baseline=best_a)
+        parts.append(f"{subset} ({int(m.n_media)} pairs): presence F1 model {m.presence_f1:.3f} vs {best} {b.presence_f1:.3f} -> "
+                     + ("the model is better" if wins else f"the model does NOT beat the {best}")
+                     + f"; amount error model {m.amount_log10_error:.3f} vs {best_a} {ba.amount_log10_error:.3f} log10 -> "
+                     + ("the model is better" if wins_a else f"the {best_a} is better"))
+    return "; ".join(parts), verdicts
+
+def _evaluate(cfg, out_dir, ds, model, curriculum, train_s, steps_per_rank=None, learn=None) -> dict:
+    meta = ds["metadata"]; thr = cfg["presence_threshold"]
+    tr, te = meta[meta.split == "train"].reset_index(drop=True), meta[meta.split == "test"].reset_index(drop=True)
+    X_te, C_te, y_te = ds["X_test"], ds["C_test"], ds["y_test"]
+    preds = {"model": model.predict_from_genome(C_te, cfg["n_samples"], 1.0, cfg["seed"])}   # the genome only
+    preds |= baseline_predictions(ds["X_train"], ds["C_train"], ds["y_train"], tr.genome_id.tolist(), C_te, y_te)
+    recon = model.reconstruct(X_te, C_te)                                                      # the encoder sees the medium
+    unseen = ~te.medium_id.isin(set(tr.medium_id)).to_numpy()
+    rows = []
+    for subset, m in (("all held-out genomes", np.ones(len(te), bool)), ("media unseen in training", unseen)):
+        if not m.any(): continue
+        for name, (p, a) in list(preds.items()) + [("reconstruction (encoder sees the medium)", recon)]:
+            rows.append(dict(method=name, subset=subset, **media_scores(X_te[m], p[m], a[m], thr)))
+    table = pd.DataFrame(rows)
+    with atomic_path(out_dir/"evaluation.csv") as tmp: table.to_csv(tmp, index=False)
+    per_type = pd.DataFrame([dict(method=name, organism_type=t, **media_scores(X_te[te.organism_type == t], p[te.organism_type == t], a[te.organism_type == t], thr))
+                             for t in ORGANISM_TYPES if (te.organism_type == t).any() for name, (p, a) in preds.items()])
+    # rule check: one proposal per held-out genome
     first = te.drop_duplicates("genome_id").index.to_numpy()
     traits = [json.loads(t) for t in te.traits.iloc[first]]
-    gen = model.generate(len(first), C_te[first], temperature=0.0)
-    rules = {"model": rule_precision_recall(gen, traits, ds["ingredients"], scale, thr),
-             "mean_medium": rule_precision_recall(mean_medium[:len(first)], traits, ds["ingredients"], scale, thr)} if any(traits) else None
+    rules = {name: rule_precision_recall(p[first] > thr, traits, ds["ingredients"]) for name, (p, a) in preds.items()} if any(traits) else None
     # figures
     figs = out_dir/"figures"
     X_all = np.concatenate([ds["X_train"], ds["X_valid"], X_te]); C_all = np.concatenate([ds["C_train"], ds["C_valid"], C_te])
     y_all = np.concatenate([ds["y_train"], ds["y_valid"], ds["y_test"]])
     plot_latent_pca(model.encode_media(X_all, C_all), [ORGANISM_TYPES[i] for i in y_all], figs/"latent_pca.png")
+    plot_comparison(table, figs/"comparison.png")
     halo = np.array([t.get("halophile", False) for t in traits])
     a, b = (first[halo][0], first[~halo][0]) if halo.any() and (~halo).any() else (first[0], first[-1])
     ga, gb = te.genome_id[a], te.genome_id[b]
     path = interpolate_media(model, C_te[a], C_te[b], cfg["n_interpolation_steps"])
-    plot_interpolation(path, ds["ingredients"], (ga, gb), scale, figs/"interpolation.png")
+    plot_interpolation(path, ds["ingredients"], (ga, gb), model.ingredient_scale.cpu().numpy(), figs/"interpolation.png")
     group = {t: generate_for_group(model, C_te[te.organism_type == t], n_samples=8, seed=cfg["seed"]).mean(0)
              for t in ORGANISM_TYPES if (te.organism_type == t).any()}
-    with atomic_path(out_dir/"group_media.csv") as tmp: pd.DataFrame(group, index=ds["ingredients"]).to_csv(tmp)
+    with atomic_path(out_dir/"group_media.csv") as tmp: pd.DataFrame(group, index=ds["ingredient_names"]).to_csv(tmp)
     history = pd.DataFrame(curriculum.history) if curriculum else pd.DataFrame()
+    effect = curriculum_effect(history) if len(history) else pd.DataFrame()
     if len(history):
         with atomic_path(out_dir/"curriculum.csv") as tmp: history.to_csv(tmp, index=False)
         plot_curriculum(history, figs/"curriculum.png")
-    metrics = pd.read_csv(out_dir/"metrics.csv")
-    summary = dict(out_dir=str(out_dir), train_seconds=round(train_s, 2), sizes={s: int(len(ds[f"X_{s}"])) for s in ("train", "valid", "test")},
-                   n_ingredients=len(ds["ingredients"]), final=metrics.iloc[-1].to_dict(), test=test_metrics, test_per_type=per_type,
-                   rules=rules, interpolation=dict(a=ga, b=gb, nacl_g_per_l=path[:, ds["ingredients"].index("nacl")].round(2).tolist() if "nacl" in ds["ingredients"] else None),
-                   curriculum=history.to_dict("records"), figures=sorted(p.name for p in figs.glob("*.png")),
-                   world_size=world_size(), main_process=True, steps_per_rank=steps_per_rank)
-    atomic_write_json(out_dir/"summary.json", summary)
-    return summary
+    metrics = pd.read_csv(out_dir/"metrics.csv"); last = metrics.iloc[-1].to_dict()
+    verdict, reasons = _collapse(cfg, last, ds, model)
+    headline, verdicts = _headline(table)
+    best_epoch = getattr(learn, "best_epoch", None)
+    summary = dict(family="media", verdict=verdict, verdict_reasons=reasons, best_epoch=None if best_epoch is None else int(best_epoch),
+                   headline=headline, comparison=table.to_dict("records"), beats_baselines=verdicts,
+                   report=[str(out_dir/"evaluation.csv"), str(figs/"comparison.png"), str(figs/"latent_pca.png"), str(figs/"interpolation.png")],
+                   out_dir=str(out_dir), train_seconds=round(train_s, 2), sizes={s: int(len(ds[f"X_{s}"])) for s in ("train", "valid", "test")},
+                   n_unseen_media_pairs=int(unseen.sum()), n_ingredients=len(ds["ingredients"]), skipped_genomes=ds.get("skipped_genomes", {}),
+                   final=last, test_per_type=per_type.to_dict("records"), rules=rules,
+                   interpolation=dict(a=ga, b=gb, nacl_g_per_l=path[:, ds["ingredients"].index("nacl")].round(2).tolist() if "nacl" in ds["ingredients"] else None),
+                   curriculum=history.to_dict("records"), curriculum_effect=effect.to_dict("records"),
+                   figures=sorted(p.name for p in figs.glob("*.png")), world_size=world_size(), main_process=True, steps_per_rank=steps_per_rank)
+    if finish_run is not None: finish_run(out_dir, summary)
+    else: atomic_write_json(out_dir/"summary.json", summary)
+    return json.loads(json.dumps(summary, default=str))
+
+def _collapse(cfg, last, ds, model):
+    "The engine's collapse verdict on the last epoch, with the training-mean template's error (model space) as its baseline."
+    try:
+        from vae_notebooks.diagnostics import collapse_verdict
+        T = lambda X: model.to_model_space(torch.as_tensor(X, dtype=torch.float32, device=model.ingredient_scale.device)).cpu().numpy()
+        t_train, t_valid = T(ds["X_train"]), T(ds["X_valid"])
+        base = float(((t_valid - t_train.mean(0)) ** 2).mean())
+        return collapse_verdict(last, cfg["free_bits"], cfg["latent_dim"], baseline_mse=base)
+    except (ImportError, ValueError, KeyError, TypeError) as e:
+        return None, [f"no collapse verdict: {e}"]
+
+# %% ../../nbs/44_media.train.ipynb #4c64b315
+def compare_curriculum(config:dict|None=None, # base config (see `DEFAULTS`)
+                       seeds=(0, 1, 2, 3, 4), # training seeds; data and split stay fixed
+                       out_dir:str|Path="runs/media_curriculum", # one sub-folder per (seed, arm)
+                       **overrides) -> pd.DataFrame:
+    "Paired comparison, per seed, of curriculum vs plain training: held-out presence F1 and amount error of the model's genome-only proposals."
+    rows = []
+    for seed in seeds:
+        for cur in (False, True):
+            res = train_media(config, **{**overrides, "seed": seed, "curriculum": cur, "out_dir": str(Path(out_dir)/f"seed{seed}-{'curriculum' if cur else 'plain'}")})
+            ev = pd.DataFrame(res["comparison"]).set_index(["method", "subset"])
+            m = ev.loc[("model", "all held-out genomes")]
+            u = ev.loc[("model", "media unseen in training")] if ("model", "media unseen in training") in ev.index else m * np.nan
+            rows.append(dict(seed=seed, arm="curriculum" if cur else "plain", presence_f1=m.presence_f1, amount_log10_error=m.amount_log10_error,
+                             presence_f1_unseen=u.presence_f1))
+    long = pd.DataFrame(rows)
+    wide = long.pivot(index="seed", columns="arm")
+    wide.columns = [f"{a}_{b}" for a, b in wide.columns]
+    wide["f1_curriculum_minus_plain"] = wide.presence_f1_curriculum - wide.presence_f1_plain
+    return wide.reset_index()
