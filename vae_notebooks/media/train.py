@@ -51,7 +51,7 @@ DEFAULTS = dict(
     epochs=40, bs=32, lr=1e-2, one_cycle=True,
     beta=0.01,                       # KL weight (recon is a per-medium sum over ingredients)
     free_bits=0.0,                   # nats per latent dimension (0: off)
-    curriculum=False,                # add organism types phase by phase (off: plain training won 5 of 5 paired seeds, see below)
+    curriculum=False,                # add organism types phase by phase (off: plain training won 4 of 5 paired seeds, see below)
     curriculum_order=list(ORGANISM_TYPES),
     curriculum_fraction=0.5,         # share of the epochs spent before every type is in the training set
     presence_threshold=0.5,          # an ingredient is proposed when its presence probability exceeds this
@@ -133,7 +133,8 @@ def plot_comparison(table:pd.DataFrame, # rows: method x subset, columns presenc
             ax.bar(np.arange(len(methods)) + k * w, t[col], w, label=sub)
         ax.set_xticks(np.arange(len(methods)) + w * (len(subsets) - 1) / 2)
         ax.set_xticklabels(methods, rotation=20, ha="right", fontsize=7); ax.set_title(lab, fontsize=9)
-    axs[0].legend(fontsize=7); fig.tight_layout()
+    h, l = axs[0].get_legend_handles_labels()
+    fig.legend(h, l, loc="upper center", ncol=len(subsets), fontsize=8); fig.tight_layout(rect=(0, 0, 1, 0.9))
     if path: fig.savefig(path)
     return fig
 
@@ -251,7 +252,7 @@ def _evaluate(cfg, out_dir, ds, model, curriculum, train_s, steps_per_rank=None,
     a, b = (first[halo][0], first[~halo][0]) if halo.any() and (~halo).any() else (first[0], first[-1])
     ga, gb = te.genome_id[a], te.genome_id[b]
     path = interpolate_media(model, C_te[a], C_te[b], cfg["n_interpolation_steps"])
-    plot_interpolation(path, ds["ingredients"], (ga, gb), model.ingredient_scale.cpu().numpy(), figs/"interpolation.png")
+    plot_interpolation(path, ds["ingredient_names"], (ga, gb), model.ingredient_scale.cpu().numpy(), figs/"interpolation.png")
     group = {t: generate_for_group(model, C_te[te.organism_type == t], n_samples=8, seed=cfg["seed"]).mean(0)
              for t in ORGANISM_TYPES if (te.organism_type == t).any()}
     with atomic_path(out_dir/"group_media.csv") as tmp: pd.DataFrame(group, index=ds["ingredient_names"]).to_csv(tmp)
