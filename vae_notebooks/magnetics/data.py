@@ -7,7 +7,7 @@ Docs: https://vae-notebooks.github.io/vae_notebooks/magnetics.data.html.md"""
 
 # %% ../../nbs/50_magnetics.data.ipynb #a7a18139
 from __future__ import annotations
-import csv, json, hashlib, math
+import csv, json, hashlib, math, warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 import numpy as np
@@ -15,9 +15,10 @@ import pandas as pd
 from ..core import data_root, atomic_path, atomic_write_text
 
 # %% auto #0
-__all__ = ['ANOMALY_KINDS', 'SIMULATOR_VERSION', 'Shot', 'read_shot', 'read_shots', 'write_shot', 'flat_top_slice', 'flat_top',
-           'interpolate_gaps', 'ChannelNormalizer', 'window_starts', 'sliding_windows', 'windows_to_steps',
-           'shot_windows', 'magnetics_channels', 'simulate_shot', 'simulate_shots', 'simulated_dataset']
+__all__ = ['ANOMALY_KINDS', 'SIMULATOR_VERSION', 'find_channel', 'Shot', 'read_shot', 'read_shots', 'write_shot',
+           'flat_top_slice', 'flat_top', 'sampling_rate', 'match_rate', 'align_channels', 'interpolate_gaps',
+           'ChannelNormalizer', 'window_starts', 'sliding_windows', 'windows_to_steps', 'shot_windows',
+           'magnetics_channels', 'simulate_shot', 'simulate_shots', 'simulated_dataset']
 
 # %% ../../nbs/50_magnetics.data.ipynb #ccc4151a
 def _check_shot_arrays(data, channels, time, source:str):
@@ -43,6 +44,20 @@ def _check_shot_arrays(data, channels, time, source:str):
     return data, channels, time
 
 # %% ../../nbs/50_magnetics.data.ipynb #6b12c78c
+def find_channel(channels, # the names available
+                 name:str, # the name wanted (matched case-insensitively)
+                 role:str="channel", # what the channel is for, for the error message
+                 source:str="shot", # the file or shot, for the error message
+                ) -> str:
+    "The entry of `channels` equal to `name` ignoring case; a clear `KeyError` when there is none or several."
+    channels = list(channels)
+    if name in channels: return name
+    hits = [c for c in channels if c.lower() == str(name).lower()]
+    if len(hits) == 1: return hits[0]
+    if hits: raise KeyError(f"{source}: {role} {name!r} matches several channels ignoring case: {hits}")
+    raise KeyError(f"{source}: no {role} {name!r} (case-insensitive); it has {channels}")
+
+# %% ../../nbs/50_magnetics.data.ipynb #48f20439
 @dataclass
 class Shot:
     "One discharge: `data` [T, C] float32, channel names, time base, and (if known) anomaly labels."
@@ -52,6 +67,7 @@ class Shot:
     name: str = "shot" # shot identifier (file stem)
     labels: np.ndarray|None = None # [T, C] bool: True where a known anomaly affects a channel
     events: list = field(default_factory=list) # dicts: kind, channels, start, stop (time-step indices, stop exclusive)
+    meta: dict = field(default_factory=dict) # shot metadata (e.g. `ip_flat` MA, `b_field` T, `campaign`), for conditioning
     def __post_init__(self):
         self.data, self.channels, self.time = _check_shot_arrays(self.data, self.channels, self.time, f"shot {self.name!r}")
         if self.labels is not None:
@@ -73,8 +89,7 @@ class Shot:
         return m
     def channel(self, name:str) -> np.ndarray:
         "The [T] signal of channel `name`."
-        if name not in self.channels: raise KeyError(f"shot {self.name!r} has no channel {name!r}; it has {list(self.channels)}")
-        return self.data[:, self.channels.index(name)]
+        return self.data[:, self.channels.index(find_channel(self.channels, name, source=f"shot {self.name!r}"))]
     def __getitem__(self, sl:slice) -> Shot:
         "The shot restricted to the time steps `sl` (a contiguous slice); events are clipped and shifted."
         start, stop, step = sl.indices(self.T)
@@ -82,20 +97,22 @@ class Shot:
         events = [dict(e, start=max(e["start"], start) - start, stop=min(e["stop"], stop) - start)
                   for e in self.events if e["stop"] > start and e["start"] < stop]
         return Shot(self.data[start:stop], self.channels, self.time[start:stop], self.name,
-                    None if self.labels is None else self.labels[start:stop], events)
+                    None if self.labels is None else self.labels[start:stop], events, dict(self.meta))
     def with_data(self, data:np.ndarray) -> Shot:
-        "A copy with new `data` of the same shape (labels and events kept)."
-        return Shot(data, self.channels, self.time, self.name, self.labels, list(self.events))
+        "A copy with new `data` of the same shape (labels, events and metadata kept)."
+        return Shot(data, self.channels, self.time, self.name, self.labels, list(self.events), dict(self.meta))
     def __repr__(self): return f"Shot({self.name!r}, T={self.T}, C={self.C}, events={[e['kind'] for e in self.events]})"
 
 # %% ../../nbs/50_magnetics.data.ipynb #1f2043fc
-def _read_csv(path:Path):
+def _read_csv(path:Path, time_channel:str="time"):
     with open(path, newline="") as f: rows = list(csv.reader(f))
     rows = [r for r in rows if r and any(c.strip() for c in r)]
     if not rows: raise ValueError(f"{path}: empty shot (no header, no data)")
     header = [h.strip() for h in rows[0]]
     if len(rows) == 1: raise ValueError(f"{path}: empty shot (a header but no data rows)")
-    tcol = header.index("time") if "time" in header else None
+    tname = [h for h in header if h.lower() == time_channel.lower()]
+    if len(tname) > 1: raise ValueError(f"{path}: several time columns {tname} (time_channel={time_channel!r}, case-insensitive)")
+    tcol = header.index(tname[0]) if tname else None
     for i, r in enumerate(rows[1:], start=2):
         if len(r) != len(header): raise ValueError(f"{path}: ragged channels: line {i} has {len(r)} fields, the header has {len(header)}")
     out = np.empty((len(rows) - 1, len(header)), np.float64)
@@ -109,9 +126,13 @@ def _read_csv(path:Path):
     return data, chans, (out[:, tcol] if tcol is not None else None), {}
 
 # %% ../../nbs/50_magnetics.data.ipynb #573951ef
-def _from_mapping(get, keys, path):
+def _from_mapping(get, keys, path, time_channel:str="time"):
     "Shared by NPZ and HDF5: `get(key)` returns an array."
     extra = {}
+    tkeys = [k for k in keys if k.lower() == time_channel.lower()]
+    if len(tkeys) > 1: raise ValueError(f"{path}: several time arrays {tkeys} (time_channel={time_channel!r}, case-insensitive)")
+    tkey = tkeys[0] if tkeys else None
+    if "meta_json" in keys: extra["meta"] = json.loads(str(get("meta_json")))
     if "data" in keys:
         data = get("data")
         if "channels" not in keys: raise ValueError(f"{path}: has 'data' but no 'channels' array")
@@ -119,7 +140,7 @@ def _from_mapping(get, keys, path):
         if chans.dtype.kind not in "US": raise TypeError(f"{path}: 'channels' must be strings, got dtype {chans.dtype}")
         chans = [str(c) for c in chans.ravel()]
     else:
-        chans = [k for k in keys if k not in ("time", "labels", "events_json")]
+        chans = [k for k in keys if k != tkey and k not in ("labels", "events_json", "meta_json")]
         if not chans: raise ValueError(f"{path}: empty shot (no channel arrays)")
         cols = [get(k) for k in chans]
         for k, c in zip(chans, cols):
@@ -128,12 +149,12 @@ def _from_mapping(get, keys, path):
         lens = {k: len(c) for k, c in zip(chans, cols)}
         if len(set(lens.values())) > 1: raise ValueError(f"{path}: ragged channels: lengths {lens}")
         data = np.stack(cols, 1)
-    time = get("time") if "time" in keys else None
+    time = get(tkey) if tkey is not None else None
     if "labels" in keys: extra["labels"] = get("labels")
     if "events_json" in keys: extra["events"] = json.loads(str(get("events_json")))
     return data, chans, time, extra
 
-def _read_npz(path:Path):
+def _read_npz(path:Path, time_channel:str="time"):
     try:
         with np.load(path, allow_pickle=False) as z:
             arrays = {k: z[k] for k in z.files}
@@ -141,40 +162,56 @@ def _read_npz(path:Path):
         if "allow_pickle" in str(e): raise TypeError(f"{path}: wrong dtype: an object array (needs pickle), which is refused") from None
         raise ValueError(f"{path}: not a readable NPZ file ({e})") from None
     if not arrays: raise ValueError(f"{path}: empty shot (no arrays)")
-    return _from_mapping(arrays.__getitem__, list(arrays), path)
+    return _from_mapping(arrays.__getitem__, list(arrays), path, time_channel)
 
-def _read_h5(path:Path):
+def _read_h5(path:Path, time_channel:str="time"):
     try: import h5py
     except ImportError: raise ImportError(f"{path}: reading HDF5 needs h5py (pip install h5py)") from None
-    with h5py.File(path, "r") as f:
-        keys = list(f.keys())
-        if not keys: raise ValueError(f"{path}: empty shot (no datasets)")
+    try: f = h5py.File(path, "r")
+    except OSError as e: raise ValueError(f"{path}: not a readable HDF5 file ({e})") from None
+    with f:
+        paths = []  # every dataset, groups walked in order: the flat layout has them at the root, the grouped one in groups
+        f.visititems(lambda name, obj: paths.append(name) if isinstance(obj, h5py.Dataset) else None)
+        if not paths: raise ValueError(f"{path}: empty shot (no datasets)")
+        leaves = [k.rsplit("/", 1)[-1] for k in paths]
+        dup = sorted({l for l in leaves if leaves.count(l) > 1})
+        if dup: raise ValueError(f"{path}: datasets {dup} appear in several groups; channel names must be unique")
+        where = dict(zip(leaves, paths))  # a channel is named by its dataset, whatever group holds it
         def get(k):
-            a = f[k][()]
-            return np.asarray(a.astype(str) if a.dtype.kind in "SO" else a)
-        return _from_mapping(get, keys, path)
+            a = f[where[k]][()]
+            a = np.asarray(a.decode() if isinstance(a, bytes) else a)
+            return a.astype(str) if a.dtype.kind in "SO" else a
+        try: data, chans, time, extra = _from_mapping(get, leaves, path, time_channel)
+        except (TypeError, ValueError) as e:
+            if str(path) in str(e): raise
+            raise type(e)(f"{path}: {e}") from None
+        if "meta" not in extra and len(f.attrs):
+            extra["meta"] = {k: (v.item() if hasattr(v, "item") else v) for k, v in f.attrs.items()}
+        return data, chans, time, extra
 
 _READERS = {".csv": _read_csv, ".npz": _read_npz, ".h5": _read_h5, ".hdf5": _read_h5}
 
 # %% ../../nbs/50_magnetics.data.ipynb #5e6bbb68
-def read_shot(path:str|Path) -> Shot:
+def read_shot(path:str|Path, time_channel:str="time", # name of the time base (matched case-insensitively); absent: 0..T-1
+             ) -> Shot:
     "Read one shot file (CSV, NPZ or HDF5); errors name the file."
     path = Path(path)
     if path.suffix.lower() not in _READERS: raise ValueError(f"{path}: unknown shot format {path.suffix!r}; use one of {sorted(_READERS)}")
     if not path.exists(): raise FileNotFoundError(f"{path}: no such shot file")
-    data, chans, time, extra = _READERS[path.suffix.lower()](path)
+    data, chans, time, extra = _READERS[path.suffix.lower()](path, time_channel)
     data, chans, time = _check_shot_arrays(data, chans, time, str(path))
     return Shot(data, chans, time, name=path.stem, **extra)
 
 def read_shots(folder:str|Path, # a folder of per-shot files
                pattern:str="*", # glob for the file names
+               time_channel:str="time", # name of the time base (case-insensitive)
                ) -> list[Shot]:
     "Read every shot file in `folder` (sorted by name); all shots must have the same channels."
     folder = Path(folder)
     if not folder.is_dir(): raise FileNotFoundError(f"{folder}: not a folder of shots")
     files = sorted(p for p in folder.glob(pattern) if p.suffix.lower() in _READERS)
     if not files: raise ValueError(f"{folder}: no shot files ({', '.join(sorted(_READERS))}) matching {pattern!r}")
-    shots = [read_shot(p) for p in files]
+    shots = [read_shot(p, time_channel) for p in files]
     for p, s in zip(files, shots):
         if s.channels != shots[0].channels:
             raise ValueError(f"{p}: channels {list(s.channels)} differ from {files[0].name}'s {list(shots[0].channels)}")
@@ -188,6 +225,7 @@ def write_shot(shot:Shot, path:str|Path) -> Path:
         arrays = dict(data=shot.data, channels=np.array(shot.channels), time=shot.time)
         if shot.labels is not None: arrays["labels"] = shot.labels
         arrays["events_json"] = np.array(json.dumps(shot.events))
+        if shot.meta: arrays["meta_json"] = np.array(json.dumps(shot.meta))
         with atomic_path(path) as tmp:
             with open(tmp, "wb") as f: np.savez_compressed(f, **arrays)
     elif path.suffix == ".csv":
@@ -199,13 +237,14 @@ def write_shot(shot:Shot, path:str|Path) -> Path:
     return path
 
 # %% ../../nbs/50_magnetics.data.ipynb #4142360a
-def flat_top_slice(shot:Shot, channel:str="ip", # the plasma-current channel
+def flat_top_slice(shot:Shot, channel:str="ip", # the plasma-current channel (matched case-insensitively)
                    frac:float=0.8, # keep where |Ip| >= frac * max|Ip|
                    smooth:int=11, # moving-average length (time steps) before thresholding
                   ) -> slice:
     "The time-step slice of the flat-top of `shot`, found on its plasma current."
     if not 0 < frac <= 1: raise ValueError(f"frac must be in (0, 1], got {frac}")
-    ip = np.abs(np.nan_to_num(shot.channel(channel).astype(np.float64)))
+    name = find_channel(shot.channels, channel, "plasma-current channel (ip_channel)", f"shot {shot.name!r}")
+    ip = np.abs(np.nan_to_num(shot.channel(name).astype(np.float64)))
     if smooth > 1: ip = np.convolve(ip, np.ones(smooth)/smooth, mode="same")
     on = np.flatnonzero(ip >= frac*ip.max())
     if ip.max() <= 0 or len(on) == 0: raise ValueError(f"shot {shot.name!r}: channel {channel!r} has no current, no flat-top")
@@ -214,6 +253,60 @@ def flat_top_slice(shot:Shot, channel:str="ip", # the plasma-current channel
 def flat_top(shot:Shot, channel:str="ip", frac:float=0.8, smooth:int=11) -> Shot:
     "`shot` restricted to its flat-top (see `flat_top_slice`)."
     return shot[flat_top_slice(shot, channel, frac, smooth)]
+
+# %% ../../nbs/50_magnetics.data.ipynb #51f9b67e
+def sampling_rate(shot:Shot) -> float:
+    "Samples per second of `shot`, from its time base (which must be uniform to 1%)."
+    if shot.T < 2: raise ValueError(f"shot {shot.name!r}: a single sample has no sampling rate")
+    dt = np.diff(shot.time); med = float(np.median(dt))
+    if np.abs(dt - med).max() > 0.01*med:
+        raise ValueError(f"shot {shot.name!r}: the time base is not uniform (steps from {dt.min():.4g} to {dt.max():.4g} s)")
+    return 1.0/med
+
+def match_rate(shot:Shot, rate:float, # the training sampling rate (Hz)
+               resample:bool=False, # resample a shot at another rate (else refuse it)
+               rtol:float=0.01, # relative tolerance on the rate
+              ) -> Shot:
+    "`shot` at `rate`: unchanged if within `rtol`, resampled if `resample`, else a `ValueError` naming both rates."
+    r = sampling_rate(shot)
+    if abs(r - rate) <= rtol*rate: return shot
+    if not resample:
+        raise ValueError(f"shot {shot.name!r}: sampled at {r:.6g} Hz, the detector was trained at {rate:.6g} Hz; "
+                         "resample it (resample=True, config sample_rate='resample') or train at this rate")
+    t_new = shot.time[0] + np.arange(int(np.floor((shot.time[-1] - shot.time[0])*rate + 1e-6)) + 1)/rate
+    near = np.clip(np.rint(np.interp(t_new, shot.time, np.arange(shot.T))).astype(int), 0, shot.T - 1)
+    k = 2*int(round(r/rate)//2) + 1  # odd, so the average is centred (no phase shift)
+    data = np.empty((len(t_new), shot.C), np.float32)
+    for c in range(shot.C):
+        col = shot.data[:, c].astype(np.float64); ok = ~np.isnan(col)
+        if not ok.any(): data[:, c] = np.nan; continue
+        if k > 1: col = np.convolve(np.pad(np.interp(shot.time, shot.time[ok], col[ok]), k//2, mode="edge"), np.ones(k)/k, mode="valid")  # anti-alias
+        data[:, c] = np.where(ok[near], np.interp(t_new, shot.time, col), np.nan)
+    events = [dict(e, start=int(np.searchsorted(t_new, shot.time[e["start"]])),
+                   stop=max(int(np.searchsorted(t_new, shot.time[e["stop"] - 1], "right")), int(np.searchsorted(t_new, shot.time[e["start"]])) + 1))
+              for e in shot.events]
+    return Shot(data, shot.channels, t_new, shot.name, None if shot.labels is None else shot.labels[near], events, dict(shot.meta))
+
+def align_channels(shot:Shot, channels, # the training channels, in order
+                  ) -> Shot:
+    "`shot` with exactly `channels` in order (case-insensitive); an absent channel becomes all-NaN (missing), with a warning."
+    channels = tuple(channels); found, absent = [], []
+    for c in channels:
+        try: found.append(shot.channels.index(find_channel(shot.channels, c, "channel", f"shot {shot.name!r}")))
+        except KeyError as e:
+            if "several" in str(e): raise
+            found.append(None); absent.append(c)
+    if len(absent) == len(channels): raise ValueError(f"shot {shot.name!r}: none of the detector's channels {list(channels)}; it has {list(shot.channels)}")
+    used = {i for i in found if i is not None}
+    extra = [c for i, c in enumerate(shot.channels) if i not in used]
+    if found == list(range(shot.C)): return shot if shot.channels == channels else Shot(shot.data, channels, shot.time, shot.name, shot.labels, list(shot.events), dict(shot.meta))
+    if absent: warnings.warn(f"shot {shot.name!r}: channels {absent} are absent; they are scored as missing and reported as data-quality events")
+    if extra: warnings.warn(f"shot {shot.name!r}: channels {extra} are not used by the detector and are dropped")
+    data = np.stack([shot.data[:, i] if i is not None else np.full(shot.T, np.nan, np.float32) for i in found], 1)
+    labels = None if shot.labels is None else np.stack([shot.labels[:, i] if i is not None else np.zeros(shot.T, bool) for i in found], 1)
+    rename = {shot.channels[i]: c for c, i in zip(channels, found) if i is not None}
+    events = [dict(e, channels=[rename.get(c, c) for c in e["channels"]]) for e in shot.events]
+    return Shot(data, channels, shot.time, shot.name, labels, events, dict(shot.meta))
 
 # %% ../../nbs/50_magnetics.data.ipynb #88757dcb
 def interpolate_gaps(x:np.ndarray, # [T] or [T, C] signals with NaN where missing
@@ -290,17 +383,19 @@ def windows_to_steps(values:np.ndarray, # [N] per-window or [N, size] per-window
 
 # %% ../../nbs/50_magnetics.data.ipynb #a7b624a9
 def shot_windows(shot:Shot, normalizer:ChannelNormalizer, size:int=100, stride:int=50,
-                 limit:int=5, # longest gap that is interpolated
-                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    "One shot -> `(windows [N, C, size] float32, starts [N], missing [T, C] bool)`."
-    x = normalizer.transform(shot.with_data(interpolate_gaps(shot.data, limit))).data
+                 limit:int=5, # longest gap that is interpolated (0: none, as in causal scoring, where the gap's end is not known yet)
+                 cover_end:bool=True, # add a window aligned to the last sample
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    "One shot -> `(windows [N, C, size] float32, starts [N], missing [T, C] bool, observed [N, C, size] float32)`."
+    x = normalizer.transform(shot.with_data(interpolate_gaps(shot.data, limit) if limit > 0 else shot.data)).data
     missing = np.isnan(x)
-    w, starts = sliding_windows(np.where(missing, 0, x), size, stride)
-    return w.astype(np.float32), starts, missing
+    w, starts = sliding_windows(np.where(missing, 0, x), size, stride, cover_end)
+    obs, _ = sliding_windows((~missing).astype(np.float32), size, stride, cover_end)
+    return w.astype(np.float32), starts, missing, obs
 
 # %% ../../nbs/50_magnetics.data.ipynb #189f9dac
 ANOMALY_KINDS = ("drift", "spikes", "dead", "stuck", "mode_lock", "freq_jump", "disruption")
-SIMULATOR_VERSION = 2  # part of the cache key of `simulated_dataset`: bump it when the simulator's output changes
+SIMULATOR_VERSION = 3  # part of the cache key of `simulated_dataset`: bump it when the simulator's output changes
 
 def magnetics_channels(n_mirnov:int=8) -> tuple[str, ...]:
     "Channel names of simulated shots: Rogowski, loop voltage, two flux loops, `n_mirnov` Mirnov coils."
@@ -320,9 +415,11 @@ def _physics(rng, T, dt, n_mirnov, kind, t0, dur):
     t_up, t_down = T*dt*rng.uniform(0.15, 0.2), T*dt*rng.uniform(0.78, 0.83)
     ramp = 0.12*T*dt
     i0 = rng.uniform(0.8, 1.2)  # MA
+    b_field = rng.uniform(1.8, 2.6)  # toroidal field (T): sets the mode's rotation frequency
+    campaign = str(rng.choice(["A", "B"]))  # campaign B: the Mirnov coils were recalibrated, the loop voltage has an offset
     ip = i0*_smoothstep(t/t_up)*(1 - _smoothstep((t - t_down)/ramp)) * (1 + 0.01*np.sin(2*np.pi*t*rng.uniform(1, 3)) + 0.005*_ar1(rng, T, 0.99, 1))
     delta = _ar1(rng, T, 0.98, 0.3) * _smoothstep(t/t_up)  # radial position wobble (a.u.)
-    f = rng.uniform(40, 60)*(1 + 0.03*_ar1(rng, T, 0.995, 1))  # mode frequency (Hz)
+    f = 22*b_field*(1 + 0.03*_ar1(rng, T, 0.995, 1))  # mode frequency (Hz)
     env = np.exp(0.25*_ar1(rng, T, 0.99, 1))
     for b in rng.uniform(t_up, t_down, rng.integers(1, 4)):  # MHD bursts
         env = env*(1 + 0.8*np.exp(-0.5*((t - b)/0.01)**2))
@@ -345,10 +442,12 @@ def _physics(rng, T, dt, n_mirnov, kind, t0, dur):
     vloop = 0.6*ip + 0.05*dip
     theta = 2*np.pi*np.arange(n_mirnov)/n_mirnov
     mir = ip[:, None]*(0.5 + 0.15*delta[:, None]*np.cos(theta)) + amp[:, None]*np.cos(2*theta[None] - phase[:, None])
+    if campaign == "B": mir, vloop = mir*(1 + 0.2*np.cos(theta)), vloop + 0.05
     flux = np.stack([ip*(1 - 0.08*delta), 1.1*ip*(1 + 0.08*delta)], 1)
     sig = np.concatenate([ip[:, None], vloop[:, None], flux, mir], 1)
     noise = np.array([0.005, 0.02, 0.005, 0.005] + [0.02]*n_mirnov)
-    return t, sig + rng.normal(size=sig.shape)*noise, (t_up, t_down)
+    meta = dict(ip_flat=round(float(i0), 4), b_field=round(float(b_field), 4), campaign=campaign)
+    return t, sig + rng.normal(size=sig.shape)*noise, meta
 
 # %% ../../nbs/50_magnetics.data.ipynb #d0687dcd
 def _sensor_fault(rng, x, kind, c, t0, dur):
@@ -382,7 +481,7 @@ def simulate_shot(seed:int, # the shot's random seed (a shot is a pure function 
     # the anomaly's time is drawn first so that a normal and an anomalous shot with the same seed differ only by it
     t0f, dur = rng.uniform(0.3, 0.6), int(rng.integers(n_steps//10, n_steps//5))
     t0 = int(t0f*n_steps)
-    t, x, _ = _physics(rng, n_steps, dt, n_mirnov, anomaly, t0, dur)
+    t, x, meta = _physics(rng, n_steps, dt, n_mirnov, anomaly, t0, dur)
     labels, events = np.zeros(x.shape, bool), []
     if anomaly in ("drift", "spikes", "dead", "stuck"):
         channel = channel or chans[int(rng.integers(len(chans)))]
@@ -395,7 +494,7 @@ def simulate_shot(seed:int, # the shot's random seed (a shot is a pure function 
         labels[t0:t0+dur, mir] = True; events.append(dict(kind=anomaly, channels=[chans[i] for i in mir], start=t0, stop=t0 + dur))
     elif anomaly == "disruption":
         labels[t0:] = True; events.append(dict(kind=anomaly, channels=list(chans), start=t0, stop=n_steps))
-    return Shot(x.astype(np.float32), chans, t, name or f"sim{seed:05d}", labels, events)
+    return Shot(x.astype(np.float32), chans, t, name or f"sim{seed:05d}", labels, events, meta)
 
 # %% ../../nbs/50_magnetics.data.ipynb #8289555a
 def simulate_shots(n_shots:int, seed:int=0, anomalies:tuple|list|None=None, n_steps:int=1000, n_mirnov:int=8,

@@ -7,29 +7,33 @@ Docs: https://vae-notebooks.github.io/vae_notebooks/magnetics.detector.html.md""
 
 # %% ../../nbs/51_magnetics.detector.ipynb #a4b8cd08
 from __future__ import annotations
-import math, json
+import math, json, inspect, contextlib
 from pathlib import Path
 import numpy as np
 import pandas as pd
+import matplotlib.pyplot as plt
 import torch
 from torch import nn, Tensor
 import torch.nn.functional as F
 from sklearn.decomposition import PCA
 from sklearn.ensemble import IsolationForest
 from ..core import VAEOutput, reparameterize, store_config, set_seed, default_device, atomic_write_json
-from ..learner import vae_dataloaders, vae_learner, save_model, load_model, rank_device
+from ..learner import vae_dataloaders, vae_learner, save_model, load_model, rank_device, world_size
 from ..losses import VAELoss, gaussian_kl, gaussian_nll
-from ..models.mlp import MLPVAE
-from .data import Shot, ChannelNormalizer, shot_windows, windows_to_steps
+from fastai.callback.core import Callback
+from ..models.mlp import MLPVAE, MLPCVAE
+from .data import (Shot, ChannelNormalizer, shot_windows, windows_to_steps, sampling_rate, match_rate,
+                                          align_channels)
+from .quality import DataQualityChecker
 
 # %% auto #0
-__all__ = ['ConvVAE1d', 'vae_window_scores', 'conformal_threshold', 'WindowDetector', 'ZScoreDetector', 'PCADetector',
+__all__ = ['MODES', 'ConvVAE1d', 'vae_window_scores', 'conformal_threshold', 'WindowDetector', 'ZScoreDetector', 'PCADetector',
            'IForestDetector', 'build_model', 'VAEAnomalyDetector', 'save_detector', 'load_detector',
            'channel_attribution', 'analyze_shots', 'rank_channels', 'latent_pca_plot']
 
 # %% ../../nbs/51_magnetics.detector.ipynb #cbf713f3
 class ConvVAE1d(nn.Module):
-    "A 1-D convolutional VAE over windows [B, C, W] with a per-channel (optimal-sigma) decoder variance."
+    "A 1-D convolutional VAE over windows [B, C, W] with a per-channel (optimal-sigma) decoder variance; conditional when `cond_dim > 0`."
     def __init__(self,
                  n_channels:int, # C, input channels
                  window:int=100, # W, window length
@@ -38,43 +42,51 @@ class ConvVAE1d(nn.Module):
                  kernel_size:int=5, # odd kernel size
                  logvar_min:float=-9.0, # lower clamp of the decoder log-variance
                  momentum:float=0.1, # update rate of the running decoder variance
+                 cond_dim:int=0, # features of the condition c (shot metadata); 0 = unconditional
+                 dropout:float=0.0, # dropout after each hidden activation (encoder and decoder)
                 ):
         super().__init__()
         store_config(self, n_channels=n_channels, window=window, latent_dim=latent_dim, hidden=hidden, kernel_size=kernel_size,
-                     logvar_min=logvar_min, momentum=momentum)
+                     logvar_min=logvar_min, momentum=momentum, cond_dim=cond_dim, dropout=dropout)
         if kernel_size % 2 == 0: raise ValueError(f"kernel_size must be odd, got {kernel_size}")
         if n_channels < 1 or window < 2**len(hidden): raise ValueError(f"need n_channels >= 1 and window >= {2**len(hidden)}, got {n_channels}, {window}")
+        if not 0 <= dropout < 1: raise ValueError(f"dropout must be in [0, 1), got {dropout}")
         self.n_channels, self.window, self.latent_dim, self.logvar_min, self.momentum = n_channels, window, latent_dim, logvar_min, momentum
+        self.cond_dim = cond_dim
+        drop = lambda: [nn.Dropout(dropout)] if dropout > 0 else []
         pad, lens, enc, c = kernel_size//2, [window], [], n_channels
         for h in hidden:
-            enc += [nn.Conv1d(c, h, kernel_size, stride=2, padding=pad), nn.GELU()]
+            enc += [nn.Conv1d(c, h, kernel_size, stride=2, padding=pad), nn.GELU(), *drop()]
             lens.append((lens[-1] + 2*pad - kernel_size)//2 + 1); c = h
         self.encoder, self.lens = nn.Sequential(*enc), lens
         flat = hidden[-1]*lens[-1]
-        self.mu_head, self.logvar_head = nn.Linear(flat, latent_dim), nn.Linear(flat, latent_dim)
-        self.dec_in = nn.Linear(latent_dim, flat)
+        self.mu_head, self.logvar_head = nn.Linear(flat + cond_dim, latent_dim), nn.Linear(flat + cond_dim, latent_dim)
+        self.dec_in = nn.Linear(latent_dim + cond_dim, flat)
         dec, hs = [], list(hidden[::-1]) + [hidden[0]]
         for i, L in enumerate(lens[-2::-1]):
-            dec += [nn.Upsample(size=L, mode="linear", align_corners=False), nn.Conv1d(hs[i], hs[i+1], kernel_size, padding=pad), nn.GELU()]
+            dec += [nn.Upsample(size=L, mode="linear", align_corners=False), nn.Conv1d(hs[i], hs[i+1], kernel_size, padding=pad), nn.GELU(), *drop()]
         self.decoder = nn.Sequential(*dec, nn.Conv1d(hs[-1], n_channels, kernel_size, padding=pad))
         self.register_buffer("running_logvar", torch.zeros(n_channels))
         self.hidden = tuple(hidden)
 
-    def _check(self, x):
+    def _check(self, x, c=None):
         if x.ndim != 3 or x.shape[1] != self.n_channels or x.shape[2] != self.window:
             raise ValueError(f"x must have shape [B, {self.n_channels}, {self.window}], got {tuple(x.shape)}")
-    def encode(self, x:Tensor) -> tuple[Tensor, Tensor]:
+        if self.cond_dim and (c is None or c.shape != (x.shape[0], self.cond_dim)):
+            raise ValueError(f"this model is conditional: c must have shape [B, {self.cond_dim}], got {None if c is None else tuple(c.shape)}")
+    def _with_c(self, h, c): return torch.cat([h, c.to(h.dtype)], 1) if self.cond_dim else h
+    def encode(self, x:Tensor, c:Tensor|None=None) -> tuple[Tensor, Tensor]:
         "Posterior `(mu, logvar)`, each [B, latent_dim]."
-        self._check(x); h = self.encoder(x).flatten(1)
+        self._check(x, c); h = self._with_c(self.encoder(x).flatten(1), c)
         return self.mu_head(h), self.logvar_head(h)
-    def decode(self, z:Tensor) -> Tensor:
+    def decode(self, z:Tensor, c:Tensor|None=None) -> Tensor:
         "Decoder mean [B, C, W]."
-        h = self.dec_in(z).view(z.shape[0], self.hidden[-1], self.lens[-1])
+        h = self.dec_in(self._with_c(z, c)).view(z.shape[0], self.hidden[-1], self.lens[-1])
         return self.decoder(h)
-    def forward(self, x:Tensor, z:Tensor|None=None, sample:bool=True) -> VAEOutput:
-        mu, logvar = self.encode(x)
+    def forward(self, x:Tensor, c:Tensor|None=None, z:Tensor|None=None, sample:bool=True) -> VAEOutput:
+        mu, logvar = self.encode(x, c)
         if z is None: z = reparameterize(mu, logvar) if sample else mu
-        recon = self.decode(z)
+        recon = self.decode(z, c)
         if self.training:  # batch MLE of the per-channel variance; update the running estimate
             lv = (x - recon).pow(2).mean((0, 2)).clamp(min=math.exp(self.logvar_min)).log()
             with torch.no_grad(): self.running_logvar.lerp_(lv.detach().float(), self.momentum)
@@ -86,18 +98,21 @@ class ConvVAE1d(nn.Module):
 def vae_window_scores(model:nn.Module, windows:np.ndarray|Tensor, # [N, C, W]
                       mu_normal:Tensor|None=None, # [D] centre of the normal latents (0 if None)
                       logvar_channel:Tensor|None=None, # [C] decoder log-variance for models without `recon_logvar`
+                      observed:np.ndarray|None=None, # [N, C, W] 1 where the sample is real, 0 where it was missing (filled)
+                      cond:np.ndarray|None=None, # [N, cond_dim] condition of a conditional model
                       bs:int=256, device=None) -> dict:
-    "Per-window score terms: `nll_pos` [N, C, W] (-log p(x|mu) per entry), `latent` [N] (||mu - mu_normal||²), `kl` [N], `mu` [N, D]."
+    "Per-window score terms: `nll_pos`, `resid2` [N, C, W] (0 at missing samples), `latent` [N] (||mu - mu_normal||²), `kl` [N], `mu` [N, D]."
     model.eval(); device = device or next(model.parameters()).device
     out = {k: [] for k in ("nll_pos", "latent", "kl", "mu", "resid2")}
     for i in range(0, len(windows), bs):
         x = torch.as_tensor(windows[i:i+bs], dtype=torch.float32, device=device)
-        o = model(x, sample=False)
+        o = model(x, torch.as_tensor(cond[i:i+bs], dtype=torch.float32, device=device), sample=False) if cond is not None else model(x, sample=False)
         recon = o["recon"].reshape(x.shape)
         lv = o["recon_logvar"].reshape(x.shape) if "recon_logvar" in o else (
              torch.zeros_like(x) if logvar_channel is None else logvar_channel.to(device)[None, :, None].expand_as(x))
-        out["nll_pos"].append(gaussian_nll(x, recon, lv, reduction="none").cpu())
-        out["resid2"].append((x - recon).pow(2).cpu())
+        obs = torch.ones_like(x) if observed is None else torch.as_tensor(observed[i:i+bs], dtype=torch.float32, device=device)
+        out["nll_pos"].append((gaussian_nll(x, recon, lv, reduction="none")*obs).cpu())
+        out["resid2"].append(((x - recon).pow(2)*obs).cpu())
         mc = torch.zeros(o["mu"].shape[1]) if mu_normal is None else mu_normal
         out["latent"].append((o["mu"].cpu() - mc).pow(2).sum(1))
         out["kl"].append(gaussian_kl(o["mu"], o["logvar"]).sum(1).cpu())
@@ -116,16 +131,16 @@ def conformal_threshold(cal_scores:np.ndarray, # scores of held-out normal sampl
     return float(s[k - 1]) if k <= len(s) else float("inf")
 
 # %% ../../nbs/51_magnetics.detector.ipynb #b9dd80a1
-def _as_shot(s, channels=None) -> Shot:
+def _as_shot(s, channels=None, rate:float|None=None) -> Shot:
     if isinstance(s, Shot): return s
     a = np.asarray(s)
     if a.ndim != 2: raise ValueError(f"a shot must be a Shot or a [T, C] array, got shape {a.shape}")
-    return Shot(a, channels or [f"ch{i}" for i in range(a.shape[1])])
+    return Shot(a, channels or [f"ch{i}" for i in range(a.shape[1])], None if rate is None else np.arange(a.shape[0])/rate)
 
-def _as_shots(shots, channels=None) -> tuple[list[Shot], bool]:
+def _as_shots(shots, channels=None, rate=None) -> tuple[list[Shot], bool]:
     "(list of shots, whether the input was a single shot)."
-    if isinstance(shots, Shot) or (isinstance(shots, np.ndarray) and shots.ndim == 2): return [_as_shot(shots, channels)], True
-    shots = [_as_shot(s, channels) for s in shots]
+    if isinstance(shots, Shot) or (isinstance(shots, np.ndarray) and shots.ndim == 2): return [_as_shot(shots, channels, rate)], True
+    shots = [_as_shot(s, channels, rate) for s in shots]
     if not shots: raise ValueError("no shots given")
     return shots, False
 
@@ -134,85 +149,224 @@ def _moving_average(x:np.ndarray, k:int) -> np.ndarray:
     if k <= 1: return x
     return np.convolve(np.pad(x, (k//2, k - 1 - k//2), mode="edge"), np.ones(k)/k, mode="valid")
 
+def _trailing_average(x:np.ndarray, k:int) -> np.ndarray:
+    "Trailing moving average: the mean of `x[max(0, t-k+1) .. t]` (causal); `k <= 1` returns `x`."
+    if k <= 1: return x
+    c = np.concatenate([[0.], np.cumsum(x)])
+    t = np.arange(len(x)); lo = np.maximum(t - k + 1, 0)
+    return (c[t + 1] - c[lo])/(t + 1 - lo)
+
+MODES = ("centred", "causal")
+
 class WindowDetector:
-    "Base of the window-based anomaly detectors: fit on normal shots, score every time step, threshold."
+    "Base of the window-based anomaly detectors: fit on normal shots, score every time step (centred or causal), threshold."
     def __init__(self, window:int=100, stride:int=50, interp_limit:int=5, percentile:float=95.0,
                  train_stride:int|None=None, # stride of the training windows (default `stride`); smaller = more windows
-                 smooth:int=1): # moving-average length (steps) applied to the step scores; 1 = off
+                 smooth:int=1, # moving-average length (steps) applied to the step scores; 1 = off
+                 mode:str="centred", # default scoring mode: "centred" (offline review) or "causal" (online: no later sample used)
+                 sample_rate:str="check", # a shot at another sampling rate: "check" refuses it, "resample" resamples it
+                 position_norm:bool=True, # standardise each window position's score by its mean and spread on normal windows
+                ):
         self.window, self.stride, self.interp_limit, self.percentile, self.smooth = window, stride, interp_limit, percentile, smooth
+        self.position_norm, self.pos_ref_ = position_norm, None
         self.train_stride = train_stride or stride
-        self.threshold_, self.normalizer_ = None, None
-    def _windows(self, shot:Shot, stride=None): return shot_windows(shot, self.normalizer_, self.window, stride or self.stride, self.interp_limit)
-    def fit(self, shots, valid_shots=None):
-        "Fit on normal `shots`; `threshold_` becomes the `percentile` of their step scores."
-        shots, _ = _as_shots(shots, getattr(self, "channels_", None))
-        self.normalizer_ = ChannelNormalizer().fit(shots); self.channels_ = shots[0].channels
-        valid = None if valid_shots is None else np.concatenate([self._windows(s, self.train_stride)[0] for s in _as_shots(valid_shots, self.channels_)[0]])
-        self._fit_windows(np.concatenate([self._windows(s, self.train_stride)[0] for s in shots]), valid)
-        self.train_scores_ = np.concatenate([self.decision_function(s) for s in shots])
-        self.threshold_ = float(np.percentile(self.train_scores_, self.percentile))
-        return self
-    def window_scores(self, shot) -> tuple[np.ndarray, np.ndarray]:
-        "`(scores [N, W] per window and position, starts [N])` of one shot."
-        if self.normalizer_ is None: raise RuntimeError(f"{type(self).__name__} is not fitted")
-        w, starts, _ = self._windows(_as_shot(shot, self.channels_))
-        return self._score_windows(w), starts
-    def decision_function(self, shots):
-        "Anomaly score per time step ([T], higher = more anomalous); a list of arrays for a list of shots."
-        shots, single = _as_shots(shots, getattr(self, "channels_", None))
-        res = []
+        self.mode, self.sample_rate = self._check_mode(mode), sample_rate
+        if sample_rate not in ("check", "resample"): raise ValueError(f"sample_rate must be 'check' or 'resample', got {sample_rate!r}")
+        self.thresholds_, self.calibration_, self.normalizer_, self.channels_, self.rate_ = {}, {}, None, None, None
+    @staticmethod
+    def _check_mode(mode):
+        if mode not in MODES: raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+        return mode
+    @property
+    def threshold_(self) -> float|None:
+        "The threshold of the current `mode` (None until fitted or calibrated)."
+        return self.thresholds_.get(self.mode)
+    @threshold_.setter
+    def threshold_(self, v): self.thresholds_[self.mode] = v
+    def prepare(self, shot) -> Shot:
+        "`shot` as the detector expects it: channels in training order (absent ones missing, with a warning), training sampling rate."
+        shot = align_channels(_as_shot(shot, self.channels_, self.rate_), self.channels_)
+        return match_rate(shot, self.rate_, resample=self.sample_rate == "resample") if self.rate_ and shot.T > 1 else shot
+    def _windows(self, shot:Shot, stride=None, causal:bool=False):
+        if causal: return shot_windows(shot, self.normalizer_, self.window, 1, 0, cover_end=False)  # every window ending at a step; no gap filling
+        return shot_windows(shot, self.normalizer_, self.window, stride or self.stride, self.interp_limit)
+    def _cond(self, shot:Shot, n:int): return None  # conditional detectors: [n, cond_dim] from the shot's metadata
+    def _train_windows(self, shots):
+        "Training windows [N, C, W] (only windows without missing samples) and their conditions."
+        ws, cs = [], []
         for s in shots:
-            sc, starts = self.window_scores(s)
-            res.append(_moving_average(windows_to_steps(sc, starts, s.T, self.window), self.smooth))
+            w, _, _, obs = self._windows(s, self.train_stride)
+            keep = obs.reshape(len(obs), -1).all(1); ws.append(w[keep])
+            c = self._cond(s, int(keep.sum()))
+            if c is not None: cs.append(c)
+        w = np.concatenate(ws)
+        if len(w) == 0: raise ValueError("no training window without missing samples: the training shots have gaps everywhere")
+        return w, (np.concatenate(cs) if cs else None)
+    def fit(self, shots, valid_shots=None):
+        "Fit on normal `shots`; `threshold_` becomes the `percentile` of their step scores (in the current `mode`)."
+        shots, _ = _as_shots(shots)
+        self.channels_ = shots[0].channels
+        self.normalizer_ = ChannelNormalizer().fit(shots)
+        rates = [sampling_rate(s) for s in shots]
+        off = [s.name for s, r in zip(shots, rates) if abs(r - rates[0]) > 0.01*rates[0]]
+        if off: raise ValueError(f"training shots {off} are not sampled at {rates[0]:.6g} Hz like {shots[0].name!r}; resample them first (match_rate)")
+        self.rate_ = rates[0]
+        w, c = self._train_windows(shots)
+        valid = None if valid_shots is None else self._train_windows(_as_shots(valid_shots)[0])
+        self._fit_windows(w, None if valid is None else valid[0], c, None if valid is None else valid[1])
+        if self.position_norm:  # each position's mean and spread on normal windows (held-out ones when there are some)
+            rw, rc = (w, c) if valid is None else valid
+            raw = self._score_windows(rw, np.ones_like(rw), rc)
+            self.pos_ref_ = np.stack([raw.mean(0), raw.std(0) + 1e-6])
+        self.percentile_threshold(shots)
+        return self
+    def percentile_threshold(self, shots, mode:str|None=None) -> float:
+        "Set the threshold of `mode` to the `percentile` of the step scores of `shots` (usually the training shots)."
+        mode = self._check_mode(mode or self.mode)
+        sc = np.concatenate(self.decision_function(_as_shots(shots)[0], mode=mode))
+        self.thresholds_[mode] = float(np.nanpercentile(sc, self.percentile)); self.calibration_[mode] = dict(level="percentile", q=self.percentile)
+        return self.thresholds_[mode]
+    def _step_scores(self, shot:Shot, mode:str) -> np.ndarray:
+        if self.normalizer_ is None: raise RuntimeError(f"{type(self).__name__} is not fitted")
+        causal = mode == "causal"
+        w, starts, _, obs = self._windows(shot, causal=causal)
+        sc = self._position_scores(w, obs, self._cond(shot, len(w)))
+        if not causal: return _moving_average(windows_to_steps(sc, starts, shot.T, self.window), self.smooth)
+        out = np.full(shot.T, np.nan)  # the first window-1 steps have no complete trailing window: not scored
+        out[self.window - 1:] = _trailing_average(sc[:, -1], self.smooth)  # each window's newest sample, then a trailing average
+        return out
+    def window_scores(self, shot) -> tuple[np.ndarray, np.ndarray]:
+        "`(scores [N, W] per window and position, starts [N])` of one shot (centred windows)."
+        if self.normalizer_ is None: raise RuntimeError(f"{type(self).__name__} is not fitted")
+        shot = self.prepare(shot)
+        w, starts, _, obs = self._windows(shot)
+        return self._position_scores(w, obs, self._cond(shot, len(w))), starts
+    def _position_scores(self, w, obs, cond=None) -> np.ndarray:
+        "[N, W] window scores, standardised per position when `position_norm`."
+        sc = self._score_windows(w, obs, cond)
+        return sc if self.pos_ref_ is None else (sc - self.pos_ref_[0])/self.pos_ref_[1]
+    def decision_function(self, shots, mode:str|None=None):
+        "Anomaly score per time step ([T], higher = more anomalous; NaN = not scored); a list of arrays for a list of shots."
+        mode = self._check_mode(mode or self.mode)
+        if self.normalizer_ is None: raise RuntimeError(f"{type(self).__name__} is not fitted")
+        shots, single = _as_shots(shots, self.channels_, self.rate_)
+        res = [self._step_scores(self.prepare(s), mode) for s in shots]
         return res[0] if single else res
-    def predict(self, shots):
-        "1 where the step score exceeds `threshold_`, else 0 ([T] int, or a list)."
-        if self.threshold_ is None: raise RuntimeError(f"{type(self).__name__} has no threshold; fit it first")
-        scores = self.decision_function(shots)
-        f = lambda s: (s > self.threshold_).astype(int)
-        return f(scores) if isinstance(scores, np.ndarray) else [f(s) for s in scores]
-    def calibrate(self, shots, alpha:float=0.05, level:str="step") -> float:
-        "Set `threshold_` by split-conformal calibration on held-out normal `shots` (false-alarm rate <= `alpha`)."
-        scores = self.decision_function(_as_shots(shots, self.channels_)[0])
+    def predict(self, shots, mode:str|None=None):
+        "1 where the step score exceeds the threshold of `mode`, else 0 ([T] int, or a list)."
+        mode = self._check_mode(mode or self.mode)
+        if self.thresholds_.get(mode) is None: raise RuntimeError(f"{type(self).__name__} has no {mode} threshold; fit or calibrate it first")
+        scores = self.decision_function(shots, mode=mode)
+        f = lambda s: np.nan_to_num(s, nan=-np.inf) > self.thresholds_[mode]
+        return f(scores).astype(int) if isinstance(scores, np.ndarray) else [f(s).astype(int) for s in scores]
+    def calibrate(self, shots, alpha:float=0.05, # target: share of clean shots (or blocks, or steps) with an alarm
+                  level:str="shot", # "shot": per-shot maxima; "block": maxima of `block`-step blocks; "step": every step (dependent!)
+                  mode:str|None=None, block:int=200) -> float:
+        "Set the threshold of `mode` by split-conformal calibration on held-out normal `shots`."
+        mode = self._check_mode(mode or self.mode)
+        scores = self.decision_function(_as_shots(shots, self.channels_, self.rate_)[0], mode=mode)
         if level == "step": cal = np.concatenate(scores)
-        elif level == "shot": cal = np.array([s.max() for s in scores])
-        else: raise ValueError(f"level must be 'step' or 'shot', got {level!r}")
-        self.threshold_, self.calibration_ = conformal_threshold(cal, alpha), dict(alpha=alpha, level=level, n=len(cal))
-        return self.threshold_
+        elif level == "shot": cal = np.array([np.nanmax(s) for s in scores])
+        elif level == "block": cal = np.array([np.nanmax(s[i:i+block]) for s in scores for i in range(0, len(s), block) if np.isfinite(s[i:i+block]).any()])
+        else: raise ValueError(f"level must be 'shot', 'block' or 'step', got {level!r}")
+        cal = cal[np.isfinite(cal)]
+        self.thresholds_[mode] = conformal_threshold(cal, alpha)
+        self.calibration_[mode] = dict(alpha=alpha, level=level, n=len(cal), block=block if level == "block" else None)
+        return self.thresholds_[mode]
 
 # %% ../../nbs/51_magnetics.detector.ipynb #e6ac6744
 class ZScoreDetector(WindowDetector):
-    "Largest |z-score| across channels at each step."
-    def _fit_windows(self, w, valid=None): pass
-    def _score_windows(self, w): return np.abs(w).max(1)
+    "Largest |z-score| across channels at each step (missing samples count 0)."
+    def _fit_windows(self, w, valid=None, cond=None, valid_cond=None): pass
+    def _score_windows(self, w, obs, cond=None): return np.abs(w*obs).max(1)
 
 class PCADetector(WindowDetector):
-    "Squared reconstruction error of windows from their top principal components."
+    "Squared reconstruction error of windows from their top principal components (a missing sample adds its channel's mean)."
     def __init__(self, n_components:int|float=0.95, **kwargs): super().__init__(**kwargs); self.n_components = n_components
-    def _fit_windows(self, w, valid=None): self.pca_ = PCA(self.n_components, random_state=0).fit(w.reshape(len(w), -1))
-    def _score_windows(self, w):
+    def _fit_windows(self, w, valid=None, cond=None, valid_cond=None):
         flat = w.reshape(len(w), -1)
-        rec = self.pca_.inverse_transform(self.pca_.transform(flat))
-        return ((flat - rec)**2).reshape(w.shape).sum(1)
+        n = self.n_components if isinstance(self.n_components, float) else min(self.n_components, len(w) - 1, flat.shape[1])
+        self.pca_ = PCA(n, random_state=0).fit(flat)
+        ref = valid if valid is not None else w
+        self.resid_ref_ = ((ref.reshape(len(ref), -1) - self.pca_.inverse_transform(self.pca_.transform(ref.reshape(len(ref), -1))))**2).reshape(ref.shape).mean((0, 2))
+    def _score_windows(self, w, obs, cond=None):
+        flat = w.reshape(len(w), -1)
+        r2 = ((flat - self.pca_.inverse_transform(self.pca_.transform(flat)))**2).reshape(w.shape)
+        return (r2*obs + (1 - obs)*self.resid_ref_[None, :, None]).sum(1)
 
 class IForestDetector(WindowDetector):
-    "Isolation Forest on flattened windows (window score spread over its steps)."
+    "Isolation Forest on flattened windows (window score spread over its steps; missing samples enter as the training mean)."
     def __init__(self, n_estimators:int=100, seed:int=0, **kwargs): super().__init__(**kwargs); self.n_estimators, self.seed = n_estimators, seed
-    def _fit_windows(self, w, valid=None): self.forest_ = IsolationForest(n_estimators=self.n_estimators, random_state=self.seed).fit(w.reshape(len(w), -1))
-    def _score_windows(self, w): return np.repeat(-self.forest_.score_samples(w.reshape(len(w), -1))[:, None], w.shape[2], 1)
+    def _fit_windows(self, w, valid=None, cond=None, valid_cond=None): self.forest_ = IsolationForest(n_estimators=self.n_estimators, random_state=self.seed).fit(w.reshape(len(w), -1))
+    def _score_windows(self, w, obs, cond=None): return np.repeat(-self.forest_.score_samples(w.reshape(len(w), -1))[:, None], w.shape[2], 1)
 
 # %% ../../nbs/51_magnetics.detector.ipynb #104327ff
 class _WindowDS(torch.utils.data.Dataset):
-    "Items `(x, x)` of windows [C, W] for the engine's data loaders."
-    def __init__(self, w): self.w = torch.as_tensor(w, dtype=torch.float32)
+    "Items `(x, x)` of windows [C, W] (or `(x, c, x)` with a condition) for the engine's data loaders."
+    def __init__(self, w, c=None):
+        self.w = torch.as_tensor(w, dtype=torch.float32); self.c = None if c is None else torch.as_tensor(c, dtype=torch.float32)
     def __len__(self): return len(self.w)
-    def __getitem__(self, i): return self.w[i], self.w[i]
+    def __getitem__(self, i): return (self.w[i], self.w[i]) if self.c is None else (self.w[i], self.c[i], self.w[i])
 
-def build_model(kind:str, n_channels:int, window:int, latent_dim:int=8, hidden:tuple=(32, 64)) -> nn.Module:
-    "The detector's VAE: `'conv'` -> `ConvVAE1d`, `'mlp'` -> `MLPVAE` over flattened windows."
-    if kind == "conv": return ConvVAE1d(n_channels, window, latent_dim, tuple(hidden))
-    if kind == "mlp": return MLPVAE(n_channels*window, latent_dim, hidden_dims=tuple(hidden)[::-1])
+def build_model(kind:str, n_channels:int, window:int, latent_dim:int=8, hidden:tuple=(32, 64),
+                cond_dim:int=0, # condition features (0: unconditional)
+                dropout:float=0.0) -> nn.Module:
+    "The detector's VAE: `'conv'` -> `ConvVAE1d`, `'mlp'` -> `MLPVAE` (or `MLPCVAE` with a condition) over flattened windows."
+    if kind == "conv": return ConvVAE1d(n_channels, window, latent_dim, tuple(hidden), cond_dim=cond_dim, dropout=dropout)
+    if kind == "mlp":
+        if cond_dim: return MLPCVAE(n_channels*window, cond_dim, latent_dim, hidden_dims=tuple(hidden)[::-1], dropout=dropout)
+        return MLPVAE(n_channels*window, latent_dim, hidden_dims=tuple(hidden)[::-1], dropout=dropout)
     raise ValueError(f"model must be 'conv' or 'mlp', got {kind!r}")
+
+class _KeepBest(Callback):
+    "Keeps the weights of the epoch with the lowest `valid_loss` and puts them back after fitting (when the engine does not)."
+    order = 90
+    def before_fit(self): self.best, self.best_epoch, self.state = float("inf"), None, None
+    def after_epoch(self):
+        names = self.learn.recorder.metric_names
+        if "valid_loss" not in names or not self.learn.recorder.values: return
+        v = self.learn.recorder.values[-1][names.index("valid_loss") - 1]
+        if v is not None and np.isfinite(v) and v < self.best:
+            self.best, self.best_epoch = float(v), int(self.epoch)
+            self.state = {k: t.detach().clone() for k, t in self.learn.model.state_dict().items()}
+    def after_fit(self):
+        if self.state is not None: self.learn.model.load_state_dict(self.state)
+
+def _fit_learner(dls, model, loss, lr, patience, csv_path, progress, epochs):
+    "Fit with the engine's learner; returns `(learn, best_epoch)`, the model holding the best epoch's weights."
+    params = inspect.signature(vae_learner).parameters
+    kw = dict(lr=lr, patience=patience, diagnostics=False, csv_path=csv_path, progress=progress)
+    keep = None
+    if "restore_best" in params: kw["restore_best"] = True  # the engine restores the best weights itself
+    else: keep = _KeepBest(); kw["cbs"] = [keep]
+    learn = vae_learner(dls, model, loss, **kw)
+    # DDP when the caller runs inside the engine's `distributed` under torchrun (a no-op otherwise); no BatchNorm here
+    with learn.no_logging(), (learn.distrib_ctx(sync_bn=False) if world_size() > 1 else contextlib.nullcontext()): learn.fit(epochs)
+    best = getattr(learn, "best_epoch", None) if keep is None else keep.best_epoch
+    return learn, best
+
+def _fit_condition(shots, keys) -> dict:
+    "Encoding of the metadata `keys`: numbers are z-scored with the training statistics, strings one-hot over the training values."
+    spec = {}
+    for k in keys:
+        miss = [s.name for s in shots if k not in s.meta]
+        if miss: raise KeyError(f"condition {k!r}: training shots {miss[:5]} have no such metadata (they have {sorted(shots[0].meta)})")
+        vals = [s.meta[k] for s in shots]
+        if all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in vals):
+            v = np.asarray(vals, np.float64); spec[k] = dict(mean=float(v.mean()), std=float(max(v.std(), 1e-6)))
+        else: spec[k] = dict(categories=sorted({str(v) for v in vals}))
+    return spec
+
+def _encode_condition(spec:dict, shot:Shot) -> np.ndarray:
+    out = []
+    for k, sp in spec.items():
+        if k not in shot.meta: raise KeyError(f"shot {shot.name!r}: no metadata {k!r} for the conditional detector (it has {sorted(shot.meta)})")
+        v = shot.meta[k]
+        if "categories" in sp:
+            if str(v) not in sp["categories"]: raise ValueError(f"shot {shot.name!r}: {k}={v!r} was not seen in training ({sp['categories']})")
+            out += [float(str(v) == c) for c in sp["categories"]]
+        else: out.append((float(v) - sp["mean"])/sp["std"])
+    return np.asarray(out, np.float32)
 
 # %% ../../nbs/51_magnetics.detector.ipynb #744b32fb
 class VAEAnomalyDetector(WindowDetector):
@@ -222,16 +376,30 @@ class VAEAnomalyDetector(WindowDetector):
                  window:int=100, stride:int=50, interp_limit:int=5,
                  train_stride:int|None=10, # stride of the training windows: overlapping windows are cheap augmentation
                  smooth:int=1, # moving average of the step scores (steps); 1 = off
-                 alpha:float|str="auto", # weight of ||mu - mu_normal||²; "auto" = 1/(2 tau²)
-                 kl_weight:float=1.0, # weight of the KL term in the score
+                 score:str="nll", # "nll": Gaussian NLL + alpha*latent + kl_weight*KL; "recon_kl": squared error + kl_weight*KL (the seed's)
+                 alpha:float|str="auto", # weight of ||mu - mu_normal||² ("nll" score); "auto" = 1/(2 tau²)
+                 kl_weight:float|None=None, # weight of the KL term in the score (None: 1 for "nll", 0.1 for "recon_kl")
                  percentile:float=95.0, # threshold percentile of the training scores
+                 condition:list|tuple|None=None, # shot metadata keys the VAE is conditioned on (e.g. ["ip_flat", "b_field", "campaign"])
+                 dropout:float=0.0, # dropout in the VAE (the seed's MLP used 0.2)
                  epochs:int=30, bs:int=32, lr:float=3e-3, beta:float=1.0, patience:int|None=5,
                  valid_frac:float=0.2, # share of the training shots held out for early stopping (if no valid_shots)
-                 seed:int=0, device=None, csv_path=None):
-        super().__init__(window, stride, interp_limit, percentile, train_stride, smooth)
+                 mode:str="centred", sample_rate:str="check", position_norm:bool=True,
+                 seed:int=0, device=None, csv_path=None,
+                 progress:bool|None=None, # progress bars: None = auto (the engine decides), True, False
+                ):
+        super().__init__(window, stride, interp_limit, percentile, train_stride, smooth, mode, sample_rate, position_norm)
+        if score not in ("nll", "recon_kl"): raise ValueError(f"score must be 'nll' or 'recon_kl', got {score!r}")
         self.model_kind, self.latent_dim, self.hidden, self.alpha, self.kl_weight = model, latent_dim, tuple(hidden), alpha, kl_weight
+        self.score, self.condition, self.dropout = score, (list(condition) if condition else None), dropout
+        self.kl_weight_ = (1.0 if score == "nll" else 0.1) if kl_weight is None else float(kl_weight)
         self.epochs, self.bs, self.lr, self.beta, self.patience, self.valid_frac = epochs, bs, lr, beta, patience, valid_frac
-        self.seed, self.device, self.csv_path = seed, device, csv_path
+        self.seed, self.device, self.csv_path, self.progress = seed, device, csv_path, progress
+        self.cond_spec_ = None
+
+    def _cond(self, shot, n):
+        if not self.condition: return None
+        return np.repeat(_encode_condition(self.cond_spec_, shot)[None], n, 0)
 
     def fit(self, shots, valid_shots=None):
         "Train on normal `shots` (a share held out for early stopping unless `valid_shots` are given)."
@@ -240,62 +408,83 @@ class VAEAnomalyDetector(WindowDetector):
             n_val = max(1, int(round(self.valid_frac*len(shots))))
             perm = np.random.default_rng(self.seed).permutation(len(shots))
             valid_shots, shots = [shots[i] for i in perm[:n_val]], [shots[i] for i in perm[n_val:]]
+        if self.condition: self.cond_spec_ = _fit_condition(shots, self.condition)
         super().fit(shots, valid_shots)
         # each channel's mean attribution on normal (held-out if possible) shots: the yardstick of `rank_channels`
         ref = _as_shots(valid_shots, self.channels_)[0] if valid_shots is not None else shots
         self.channel_baseline_ = {m: np.mean([channel_attribution(self, s, m).mean(0) for s in ref], 0).tolist() for m in ("error", "gradient")}
+        self.quality_ = DataQualityChecker(interp_limit=self.interp_limit).fit(shots)
         return self
 
-    def _fit_windows(self, w, valid=None):
+    def _fit_windows(self, w, valid=None, cond=None, valid_cond=None):
         set_seed(self.seed)
         device = rank_device(self.device)  # `default_device`, or this rank's own GPU under torchrun
-        self.model_ = build_model(self.model_kind, w.shape[1], w.shape[2], self.latent_dim, self.hidden)
-        dls = vae_dataloaders(_WindowDS(w), None if valid is None else _WindowDS(valid), bs=self.bs, device=device, seed=self.seed)
+        self.model_ = build_model(self.model_kind, w.shape[1], w.shape[2], self.latent_dim, self.hidden,
+                                  0 if cond is None else cond.shape[1], self.dropout)
+        dls = vae_dataloaders(_WindowDS(w, cond), None if valid is None else _WindowDS(valid, valid_cond), bs=self.bs,
+                              n_inp=1 if cond is None else 2, device=device, seed=self.seed)
         loss = VAELoss(recon="gaussian", reduction="sum", beta=self.beta)
-        self.learn_ = vae_learner(dls, self.model_, loss, lr=self.lr, patience=self.patience if valid is not None else None,
-                                  diagnostics=False, csv_path=self.csv_path, progress=False)
-        # DDP when the caller runs inside the engine's `distributed` under torchrun (a no-op otherwise); no BatchNorm here
-        with self.learn_.no_logging(), self.learn_.distrib_ctx(sync_bn=False): self.learn_.fit(self.epochs)
+        self.learn_, self.best_epoch_ = _fit_learner(dls, self.model_, loss, self.lr, self.patience if valid is not None else None,
+                                                     self.csv_path, self.progress, self.epochs)
         self.history_ = pd.DataFrame(self.learn_.recorder.values, columns=self.learn_.recorder.metric_names[1:-1])
         self.model_.eval()
         self.logvar_channel_ = None
-        terms = vae_window_scores(self.model_, w)
+        terms = vae_window_scores(self.model_, w, cond=cond)
         # decoder variance per channel: the MLE on held-out windows when there are some (the training residuals are optimistic)
-        resid2 = (vae_window_scores(self.model_, valid) if valid is not None else terms)["resid2"].mean((0, 2))
+        resid2 = (vae_window_scores(self.model_, valid, cond=valid_cond) if valid is not None else terms)["resid2"].mean((0, 2))
         logvar = torch.tensor(np.log(resid2 + 1e-8), dtype=torch.float32)
         if self.model_kind == "mlp": self.logvar_channel_ = logvar
         else: self.model_.running_logvar.copy_(logvar.to(self.model_.running_logvar.device))
+        # what a missing sample adds to a window's score: its channel's expected value on normal held-out windows, so that
+        # a missing sample neither raises nor hides an alarm (E[NLL] = 0.5 (log 2 pi + log s² + 1) at the MLE s²)
+        self.nll_ref_ = 0.5*(math.log(2*math.pi) + logvar.numpy().astype(np.float64) + 1)
+        self.resid_ref_ = resid2.astype(np.float64)
         self.mu_normal_ = torch.tensor(terms["mu"].mean(0))
         self.tau2_ = float(terms["mu"].var(0).mean())
         self.alpha_ = 1/(2*self.tau2_ + 1e-12) if self.alpha == "auto" else float(self.alpha)
 
     def score_terms(self, shot) -> dict:
-        "The score's terms for each window of `shot`: nll_pos [N, C, W], latent [N], kl [N], mu [N, D], starts [N]."
-        w, starts, _ = self._windows(_as_shot(shot, self.channels_))
-        t = vae_window_scores(self.model_, w, self.mu_normal_, self.logvar_channel_)
-        t["starts"] = starts
+        "The score's terms for each (centred) window of `shot`: nll_pos [N, C, W], resid2, observed, latent [N], kl [N], mu [N, D], starts [N]."
+        shot = self.prepare(shot)
+        w, starts, _, obs = self._windows(shot)
+        t = vae_window_scores(self.model_, w, self.mu_normal_, self.logvar_channel_, obs, self._cond(shot, len(w)))
+        t["starts"], t["observed"] = starts, obs
         return t
 
-    def _score_windows(self, w):
-        t = vae_window_scores(self.model_, w, self.mu_normal_, self.logvar_channel_)
-        window_part = (self.alpha_*t["latent"] + self.kl_weight*t["kl"])/w.shape[2]
-        return t["nll_pos"].sum(1) + window_part[:, None]
+    def _score_windows(self, w, obs, cond=None):
+        t = vae_window_scores(self.model_, w, self.mu_normal_, self.logvar_channel_, obs, cond)
+        miss = 1 - obs
+        if self.score == "nll":
+            pos = (t["nll_pos"] + miss*self.nll_ref_[None, :, None]).sum(1)
+            window_part = (self.alpha_*t["latent"] + self.kl_weight_*t["kl"])/w.shape[2]
+        else:
+            pos = (t["resid2"] + miss*self.resid_ref_[None, :, None]).sum(1)
+            window_part = self.kl_weight_*t["kl"]/w.shape[2]
+        return pos + window_part[:, None]
 
     def window_table(self, shot) -> pd.DataFrame:
-        "One row per window: start, nll, latent (alpha-weighted), kl (kl_weight-weighted) and score."
+        "One row per window: start, nll, latent (alpha-weighted), kl (kl_weight-weighted) and score (the `nll` score)."
         t = self.score_terms(shot)
-        nll, lat, kl = t["nll_pos"].sum((1, 2)), self.alpha_*t["latent"], self.kl_weight*t["kl"]
+        nll = (t["nll_pos"] + (1 - t["observed"])*self.nll_ref_[None, :, None]).sum((1, 2))
+        lat, kl = self.alpha_*t["latent"], self.kl_weight_*t["kl"]
         return pd.DataFrame(dict(start=t["starts"], nll=nll, latent=lat, kl=kl, score=nll + lat + kl))
 
+    def quality_events(self, shot) -> list[dict]:
+        "Data-quality events of `shot` (missing channels, outages, dead or stuck channels), separate from the anomaly score."
+        return self.quality_.events(self.prepare(shot))
+
 # %% ../../nbs/51_magnetics.detector.ipynb #bc8b60e1
-_DET_ARGS = ("model_kind", "latent_dim", "hidden", "window", "stride", "interp_limit", "train_stride", "smooth", "alpha", "kl_weight", "percentile")
+_DET_ARGS = ("model_kind", "latent_dim", "hidden", "window", "stride", "interp_limit", "train_stride", "smooth", "score", "alpha",
+             "kl_weight", "percentile", "condition", "dropout", "mode", "sample_rate", "position_norm")
 
 def save_detector(det:VAEAnomalyDetector, path_dir) -> Path:
     "Write the detector's model (`model.safetensors`, `model.json`) and `detector.json` into `path_dir`, atomically."
     path_dir = Path(path_dir); save_model(det.model_, path_dir)
     state = dict(args={k: getattr(det, k) for k in _DET_ARGS}, normalizer=det.normalizer_.to_dict(), channels=list(det.channels_),
-                 mu_normal=det.mu_normal_.tolist(), tau2=det.tau2_, alpha_=det.alpha_, threshold=det.threshold_,
-                 logvar_channel=None if det.logvar_channel_ is None else det.logvar_channel_.tolist(), channel_baseline=det.channel_baseline_)
+                 rate=det.rate_, mu_normal=det.mu_normal_.tolist(), tau2=det.tau2_, alpha_=det.alpha_, thresholds=det.thresholds_,
+                 calibration=det.calibration_, nll_ref=det.nll_ref_.tolist(), resid_ref=det.resid_ref_.tolist(), cond_spec=det.cond_spec_,
+                 logvar_channel=None if det.logvar_channel_ is None else det.logvar_channel_.tolist(), channel_baseline=det.channel_baseline_,
+                 quality=det.quality_.to_dict(), best_epoch=det.best_epoch_, pos_ref=None if det.pos_ref_ is None else det.pos_ref_.tolist())
     atomic_write_json(path_dir/"detector.json", state)
     return path_dir
 
@@ -304,14 +493,19 @@ def load_detector(path_dir, device=None) -> VAEAnomalyDetector:
     path_dir = Path(path_dir)
     f = path_dir/"detector.json"
     if not f.exists(): raise FileNotFoundError(f"{f} not found (save_detector writes it)")
-    st = json.loads(f.read_text())
+    try: st = json.loads(f.read_text())
+    except json.JSONDecodeError as e: raise ValueError(f"{f}: not valid JSON ({e})") from None
     args = dict(st["args"]); kind = args.pop("model_kind")
     det = VAEAnomalyDetector(model=kind, **args)
     det.model_ = load_model(path_dir, device=device).eval()
-    det.normalizer_, det.channels_ = ChannelNormalizer.from_dict(st["normalizer"]), tuple(st["channels"])
-    det.mu_normal_, det.tau2_, det.alpha_, det.threshold_ = torch.tensor(st["mu_normal"]), st["tau2"], st["alpha_"], st["threshold"]
+    det.normalizer_, det.channels_, det.rate_ = ChannelNormalizer.from_dict(st["normalizer"]), tuple(st["channels"]), st["rate"]
+    det.mu_normal_, det.tau2_, det.alpha_ = torch.tensor(st["mu_normal"]), st["tau2"], st["alpha_"]
+    det.thresholds_, det.calibration_ = dict(st["thresholds"]), dict(st["calibration"])
+    det.nll_ref_, det.resid_ref_, det.cond_spec_ = np.array(st["nll_ref"]), np.array(st["resid_ref"]), st["cond_spec"]
     det.logvar_channel_ = None if st["logvar_channel"] is None else torch.tensor(st["logvar_channel"])
-    det.channel_baseline_ = st["channel_baseline"]
+    det.channel_baseline_, det.best_epoch_ = st["channel_baseline"], st["best_epoch"]
+    det.quality_ = DataQualityChecker.from_dict(st["quality"])
+    det.pos_ref_ = None if st["pos_ref"] is None else np.array(st["pos_ref"])
     return det
 
 # %% ../../nbs/51_magnetics.detector.ipynb #b1f4dd7d
@@ -323,16 +517,18 @@ def channel_attribution(det:VAEAnomalyDetector, shot, # one shot
                         method:str="error", # "error" or "gradient"
                         relative:bool=False, # divide by each channel's mean attribution on normal shots
                        ) -> np.ndarray:
-    "[T, C] per-step, per-channel attribution of the anomaly score."
-    shot = _as_shot(shot, det.channels_)
-    w, starts, _ = det._windows(shot)
+    "[T, C] per-step, per-channel attribution of the anomaly score (centred windows; 0 at missing samples)."
+    shot = det.prepare(shot)
+    w, starts, _, obs = det._windows(shot)
     model = det.model_.eval(); device = next(model.parameters()).device
     x = torch.as_tensor(w, device=device).requires_grad_(method == "gradient")
+    obs_t = torch.as_tensor(obs, device=device)
+    cond = det._cond(shot, len(w))
     if method not in ("error", "gradient"): raise ValueError(f"method must be 'error' or 'gradient', got {method!r}")
     with torch.set_grad_enabled(method == "gradient"):
-        out = model(x, sample=False)
-        err = 0.5*(x - out["recon"].reshape(x.shape)).pow(2)*torch.exp(-_model_logvar(det, out, x))
-        if method == "gradient": err.sum().backward(); a = x.grad.abs()
+        out = model(x, torch.as_tensor(cond, device=device), sample=False) if cond is not None else model(x, sample=False)
+        err = 0.5*(x - out["recon"].reshape(x.shape)).pow(2)*torch.exp(-_model_logvar(det, out, x))*obs_t
+        if method == "gradient": err.sum().backward(); a = x.grad.abs()*obs_t
         else: a = err
     a = a.detach().cpu().numpy()  # [N, C, W]
     att = np.stack([windows_to_steps(a[:, c], starts, shot.T, det.window) for c in range(a.shape[1])], 1)
@@ -345,7 +541,7 @@ def analyze_shots(det:WindowDetector, shots, method:str="error") -> pd.DataFrame
     shots, _ = _as_shots(shots, det.channels_)
     rows = []
     for s in shots:
-        sc = det.decision_function(s); flag = sc > det.threshold_
+        sc = det.decision_function(s); flag = np.nan_to_num(sc, nan=-np.inf) > det.threshold_
         row = dict(shot=s.name, steps=s.T, anomaly_rate=flag.mean(), max_score=sc.max())
         if isinstance(det, VAEAnomalyDetector):
             att = channel_attribution(det, s, method, relative=True)
@@ -360,7 +556,7 @@ def rank_channels(det:VAEAnomalyDetector, shots, method:str="error", flagged_onl
     shares = []
     for s in shots:
         att = channel_attribution(det, s, method, relative=True)
-        flag = det.decision_function(s) > det.threshold_
+        flag = np.nan_to_num(det.decision_function(s), nan=-np.inf) > det.threshold_
         sel = flag if (flagged_only and flag.any()) else np.ones(s.T, bool)
         tot = att[sel].sum(0); shares.append(tot/tot.sum())
     sh = np.mean(shares, 0)

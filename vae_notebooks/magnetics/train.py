@@ -1,5 +1,5 @@
 """`train_magnetics(config)`: simulate (or read) shots, fit the VAE detectors and the baselines on normal
-shots, calibrate, and evaluate per time step, per anomaly kind and per event.
+shots, calibrate, and evaluate per time step, per anomaly kind and per event, offline (centred) and online (causal).
 
 Docs: https://vae-notebooks.github.io/vae_notebooks/magnetics.train.html.md"""
 
@@ -7,23 +7,25 @@ Docs: https://vae-notebooks.github.io/vae_notebooks/magnetics.train.html.md"""
 
 # %% ../../nbs/52_magnetics.train.ipynb #24548bf7
 from __future__ import annotations
-import time
+import time, warnings
 from pathlib import Path
 import numpy as np
 import pandas as pd
 import matplotlib
 import matplotlib.pyplot as plt
+from matplotlib.colors import TwoSlopeNorm
 from sklearn.metrics import roc_auc_score, average_precision_score, f1_score
 from ..core import set_seed, resolve_config, atomic_path, atomic_write_json
-from ..learner import start_run, distributed, main_process_first, world_size
+from ..learner import start_run, finish_run, distributed, main_process_first, world_size
 from ..callbacks import is_main_process
-from .data import (Shot, ANOMALY_KINDS, read_shots, simulated_dataset, flat_top)
-from .detector import (VAEAnomalyDetector, ZScoreDetector, PCADetector, IForestDetector,
-    save_detector, channel_attribution, analyze_shots, rank_channels, latent_pca_plot)
+from .data import (Shot, ANOMALY_KINDS, read_shot, read_shots, simulated_dataset, flat_top, match_rate,
+                                          align_channels, sampling_rate, _READERS)
+from .detector import (VAEAnomalyDetector, ZScoreDetector, PCADetector, IForestDetector, MODES,
+    save_detector, channel_attribution, latent_pca_plot)
 
 # %% auto #0
-__all__ = ['DEFAULTS', 'load_magnetics_data', 'flagged_runs', 'point_adjust', 'evaluate_scores', 'plot_shot', 'plot_attribution',
-           'train_magnetics']
+__all__ = ['DEFAULTS', 'load_magnetics_data', 'flagged_runs', 'point_adjust', 'evaluate_scores', 'plot_timelines',
+           'attribution_matrix', 'plot_attribution_matrix', 'train_magnetics']
 
 # %% ../../nbs/52_magnetics.train.ipynb #2010f7d6
 DEFAULTS = dict(
@@ -31,40 +33,70 @@ DEFAULTS = dict(
     data_dir=None,              # folder of shot files named train_*, calib_*, test_* (None: the simulated data set)
     seed=0,
     # simulated data (when data_dir is None)
-    n_train=16, n_calib=6, n_test_per_kind=2, n_test_clean=4, n_steps=1000, n_mirnov=8,
+    n_train=16, n_calib=8, n_test_per_kind=2, n_test_clean=4, n_steps=1000, n_mirnov=8,
+    n_test_outage=2,            # clean test shots copied with an injected outage and a missing channel (data-quality check)
+    # reading real shots
+    ip_channel="ip",            # the plasma-current channel (flat-top), matched ignoring case
+    time_channel="time",        # the time base, matched ignoring case
+    sample_rate="check",        # a calib/test shot at another rate than the training shots: "check" refuses it, "resample" resamples it
     # preprocessing
     flat_top=True, flat_top_frac=0.8, window=100, stride=50, train_stride=10, interp_limit=5,
-    smooth=11,                  # moving average of every detector's step scores (steps; 1 = off)
-    # models: the first one is the run's main model (saved as model.safetensors); "conv" and/or "mlp"
-    models=["conv", "mlp"], latent_dim=16, hidden=[64, 64],
-    epochs=8, bs=64, lr=3e-3, beta=1.0, patience=3, valid_frac=0.2,
+    smooth=11,                  # moving average of every detector's step scores (steps; 1 = off); trailing in causal mode
+    position_norm=True,         # standardise each window position's score on normal windows (removes the window-edge bias)
+    # models: the first one is the run's main model; kind "conv"/"mlp" with optional "+cond", "+recon_kl", "+drop"
+    models=["conv", "mlp"], latent_dim=16, hidden=[64, 64], dropout=0.0,
+    condition=["ip_flat", "b_field", "campaign"],  # shot metadata of the "+cond" models
+    epochs=25, bs=64, lr=3e-3, beta=1.0, patience=4, valid_frac=0.2,
+    progress=None,              # progress bars: None = auto (on when a person watches, off under papermill), True, False
     # score and threshold
-    alpha=None, kl_weight=1.0,  # alpha None: 1/(2 tau^2) (see the detector chapter)
+    alpha=None, kl_weight=None, # alpha None: 1/(2 tau^2); kl_weight None: 1 ("nll" score) or 0.1 ("recon_kl")
     threshold="conformal",      # "conformal" (calibration shots) or "percentile" (training shots)
-    false_alarm_rate=0.05,      # conformal target (per time step)
+    calibration="shot",         # conformal on per-shot maxima ("shot"), per-block maxima ("block") or every step ("step")
+    block=200,                  # block length (steps) for calibration="block"
+    false_alarm_rate=0.1,       # conformal target: share of clean shots (blocks, steps) with an alarm
     percentile=95.0,            # percentile threshold
-    baselines=["zscore", "pca", "iforest"],
+    modes=["centred", "causal"],  # scoring modes evaluated: "centred" (offline review) and/or "causal" (online)
+    baselines=["zscore", "pca", "pca_latent", "iforest"],  # pca: 95% variance; pca_latent: as many components as the latent
     alarm_gap=20,               # evaluation: flagged runs closer than this many steps are one alarm
     device=None,
 )
 
 # %% ../../nbs/52_magnetics.train.ipynb #afee52dc
+def _inject_missing(shots:list[Shot], n:int, seed:int) -> list[Shot]:
+    "Copies of the first `n` shots with an outage (150 steps NaN on one channel) and with one channel entirely missing."
+    rng, out = np.random.default_rng(seed), []
+    for s in shots[:n]:
+        for kind in ("outage", "missing_channel"):
+            d, c = s.data.copy(), int(rng.integers(1, s.C))  # never the plasma current: the flat-top is found on it
+            a = int(rng.integers(s.T//4, s.T//2)) if kind == "outage" else 0
+            b = a + 150 if kind == "outage" else s.T
+            d[a:b, c] = np.nan
+            out.append(Shot(d, s.channels, s.time, f"{s.name}_{kind}", s.labels, [], dict(s.meta, injected=dict(kind=kind, channel=s.channels[c], start=a, stop=b))))
+    return out
+
 def load_magnetics_data(cfg:dict) -> dict:
-    "The run's shots: `{'train': [...], 'calib': [...], 'test': [...]}` (flat-top cut if asked)."
+    "The run's shots: `{'train', 'calib', 'test', 'dq_test'}` at the training rate and channels (flat-top cut if asked)."
     if cfg["data_dir"] is None:
         folder = simulated_dataset(None, cfg["n_train"], cfg["n_calib"], cfg["n_test_per_kind"], cfg["n_test_clean"],
                                    cfg["seed"], cfg["n_steps"], cfg["n_mirnov"])
-    else: folder = Path(cfg["data_dir"])
-    out = {}
-    for split in ("train", "calib", "test"):
-        if split == "calib" and not any(folder.glob("calib_*")): out[split] = []; continue  # optional: only the conformal threshold needs it
-        shots = read_shots(folder, f"{split}_*")
-        if cfg["flat_top"]:
-            cut = [flat_top(s, frac=cfg["flat_top_frac"]) for s in shots]
+    else:
+        folder = Path(cfg["data_dir"])
+        if not folder.is_dir(): raise FileNotFoundError(f"data_dir {folder}: not a folder of shots")
+    train = read_shots(folder, "train_*", cfg["time_channel"])
+    rate, chans = sampling_rate(train[0]), train[0].channels
+    out = {"train": train}
+    for split in ("calib", "test"):
+        files = sorted(p for p in folder.glob(f"{split}_*") if p.suffix.lower() in _READERS)
+        if split == "test" and not files: raise ValueError(f"{folder}: no shot files matching 'test_*'")
+        shots = [align_channels(read_shot(p, cfg["time_channel"]), chans) for p in files]
+        out[split] = [match_rate(s, rate, resample=cfg["sample_rate"] == "resample") for s in shots]
+    out["dq_test"] = _inject_missing([s for s in out["test"] if not s.events], cfg["n_test_outage"], cfg["seed"]) if cfg["data_dir"] is None else []
+    if cfg["flat_top"]:
+        for split, shots in out.items():
+            cut = [flat_top(s, channel=cfg["ip_channel"], frac=cfg["flat_top_frac"]) for s in shots]
             short = [s.name for s in cut if s.T < cfg["window"]]
             if short: print(f"Notice: skipping {len(short)} {split} shots shorter than a window after the flat-top cut: {short}")
-            shots = [s for s in cut if s.T >= cfg["window"]]
-        out[split] = shots
+            out[split] = [s for s in cut if s.T >= cfg["window"]]
     return out
 
 # %% ../../nbs/52_magnetics.train.ipynb #4af0dcdf
@@ -87,83 +119,134 @@ def point_adjust(pred:np.ndarray, labels:np.ndarray) -> np.ndarray:
     return pred
 
 # %% ../../nbs/52_magnetics.train.ipynb #46cbdb03
+def _flags(score, threshold): return np.nan_to_num(score, nan=-np.inf) > threshold
+
 def evaluate_scores(shots:list[Shot], scores:list[np.ndarray], threshold:float, dt:float|None=None,
                     alarm_gap:int=20, # flagged runs closer than this (steps) count as one alarm
                    ) -> tuple[dict, pd.DataFrame]:
-    "Step, event and false-alarm metrics of per-step `scores` on labelled `shots`; returns (summary, per-kind table)."
-    lab = np.concatenate([s.step_labels for s in shots]); sc = np.concatenate(scores)
+    "Step, event and false-alarm metrics of per-step `scores` (NaN = not scored) on labelled `shots`; returns (summary, per-kind table)."
+    ok = [np.isfinite(p) for p in scores]
+    lab = np.concatenate([s.step_labels[m] for s, m in zip(shots, ok)]); sc = np.concatenate([p[m] for p, m in zip(scores, ok)])
     pred = sc > threshold
-    pa = np.concatenate([point_adjust(p > threshold, s.step_labels) for s, p in zip(shots, scores)])
+    pa = np.concatenate([point_adjust(_flags(p, threshold), s.step_labels)[m] for s, p, m in zip(shots, scores, ok)])
     clean = [(s, p) for s, p in zip(shots, scores) if not s.step_labels.any()]
     events = []
     for s, p in zip(shots, scores):
         step_ms = 1000*(dt if dt is not None else float(np.median(np.diff(s.time))))
         for e in s.events:
-            hit = np.flatnonzero(p[e["start"]:e["stop"]] > threshold)
-            events.append(dict(kind=e["kind"], detected=len(hit) > 0, delay_ms=hit[0]*step_ms if len(hit) else np.nan))
-    ev = pd.DataFrame(events, columns=["kind", "detected", "delay_ms"])
+            seg = p[e["start"]:e["stop"]]
+            hit = np.flatnonzero(_flags(seg, threshold))
+            events.append(dict(kind=e["kind"], shot=s.name, scored=bool(np.isfinite(seg).any()), detected=len(hit) > 0,
+                               delay_ms=hit[0]*step_ms if len(hit) else np.nan))
+    ev = pd.DataFrame(events, columns=["kind", "shot", "scored", "detected", "delay_ms"])
+    ev = ev[ev.scored.astype(bool)]  # an event entirely in the unscored lead-in of a causal shot is left out (for every detector alike)
     has_both = 0 < lab.sum() < len(lab)
     summary = dict(
         roc_auc=roc_auc_score(lab, sc) if has_both else np.nan, pr_auc=average_precision_score(lab, sc) if has_both else np.nan,
         f1=f1_score(lab, pred, zero_division=0), f1_point_adjusted=f1_score(lab, pa, zero_division=0),
-        event_detection=ev.detected.mean() if len(ev) else np.nan, delay_ms_median=ev.delay_ms.median() if len(ev) else np.nan,
-        false_alarms_per_clean_shot=np.mean([len(flagged_runs(p > threshold, alarm_gap)) for _, p in clean]) if clean else np.nan,
-        flagged_runs_per_clean_shot=np.mean([len(flagged_runs(p > threshold)) for _, p in clean]) if clean else np.nan,
-        false_alarm_rate_clean=np.mean(np.concatenate([p > threshold for _, p in clean])) if clean else np.nan)
+        events=len(ev), events_found=int(ev.detected.sum()), event_detection=ev.detected.mean() if len(ev) else np.nan,
+        delay_ms_median=ev.delay_ms.median() if len(ev) else np.nan,
+        false_alarms_per_clean_shot=np.mean([len(flagged_runs(_flags(p, threshold), alarm_gap)) for _, p in clean]) if clean else np.nan,
+        clean_shots_with_alarm=np.mean([_flags(p, threshold).any() for _, p in clean]) if clean else np.nan,
+        false_alarm_rate_clean=np.mean(np.concatenate([_flags(p, threshold)[np.isfinite(p)] for _, p in clean])) if clean else np.nan,
+        n_clean=len(clean))
     neg = ~lab
     rows = []
-    for k in sorted(set(ev.kind)):
-        pos = np.concatenate([s.kind_labels(k) for s in shots])
+    for k in [k for k in ANOMALY_KINDS if k in set(ev.kind)] + sorted(set(ev.kind) - set(ANOMALY_KINDS)):
+        pos = np.concatenate([s.kind_labels(k)[m] for s, m in zip(shots, ok)])
         y, m = pos[pos | neg], sc[pos | neg]
         ek = ev[ev.kind == k]
-        rows.append(dict(kind=k, roc_auc=roc_auc_score(y, m), pr_auc=average_precision_score(y, m), events=len(ek),
-                         event_detection=ek.detected.mean(), delay_ms_median=ek.delay_ms.median()))
-    return summary, pd.DataFrame(rows)
+        own = [(s, p) for s, p in zip(shots, scores) if any(e["kind"] == k for e in s.events)]
+        far = np.mean(np.concatenate([_flags(p, threshold)[np.isfinite(p) & ~s.step_labels] for s, p in own]))
+        rows.append(dict(kind=k, roc_auc=roc_auc_score(y, m) if 0 < y.sum() < len(y) else np.nan,
+                         pr_auc=average_precision_score(y, m) if 0 < y.sum() < len(y) else np.nan, events=len(ek),
+                         events_found=int(ek.detected.sum()), event_detection=ek.detected.mean(), delay_ms_median=ek.delay_ms.median(),
+                         delay_ms_max=ek.delay_ms.max(), false_alarm_rate=far))
+    return summary, pd.DataFrame(rows, columns=["kind", "roc_auc", "pr_auc", "events", "events_found", "event_detection",
+                                                 "delay_ms_median", "delay_ms_max", "false_alarm_rate"])
 
 # %% ../../nbs/52_magnetics.train.ipynb #d4071b6b
-def plot_shot(shot:Shot, scores:np.ndarray, threshold:float, title:str="", axs=None):
-    "A shot's channels (normalised, stacked), its step scores with the threshold, and the true anomaly spans."
-    if axs is None: _, axs = plt.subplots(2, 1, figsize=(10, 4), dpi=80, sharex=True, gridspec_kw=dict(height_ratios=[2, 1]))
-    z = (shot.data - np.nanmean(shot.data, 0))/(np.nanstd(shot.data, 0) + 1e-9)
-    for i in range(shot.C): axs[0].plot(shot.time, z[:, i] + 4*i, lw=0.6)
-    axs[0].set_yticks(4*np.arange(shot.C), shot.channels, fontsize=6)
-    axs[1].plot(shot.time, scores, lw=0.8, color="k", label="score"); axs[1].axhline(threshold, color="tab:red", ls="--", lw=0.8, label="threshold")
-    axs[1].set_yscale("symlog", linthresh=10); axs[1].legend(fontsize=7, loc="upper left"); axs[1].set_xlabel("time (s)")
-    for e in shot.events:
-        for ax in axs: ax.axvspan(shot.time[e["start"]], shot.time[e["stop"] - 1], color="tab:red", alpha=0.12)
-    axs[0].set_title(title or f"{shot.name}: {', '.join(e['kind'] for e in shot.events) or 'clean'}", fontsize=9)
-    return axs
+def plot_timelines(shots:list[Shot], scores:dict, thresholds:dict, dq_events:list[list[dict]], ncols:int=4):
+    "A grid of small timelines: per shot the step scores of each mode with its threshold, event spans (red), data-quality spans (blue)."
+    n = len(shots); nrows = -(-n//ncols)
+    fig, axs = plt.subplots(nrows, ncols, figsize=(3.2*ncols, 1.7*nrows), dpi=80, squeeze=False)
+    colours = {"centred": "0.6", "causal": "k"}
+    for i, s in enumerate(shots):
+        ax = axs[i//ncols, i % ncols]; t = s.time - s.time[0]
+        for mode, sc in scores.items():
+            ax.plot(t, sc[i], lw=0.6, color=colours.get(mode, "tab:blue"), label=mode)
+            ax.axhline(thresholds[mode], color=colours.get(mode, "tab:blue"), ls="--", lw=0.7)
+        for e in s.events: ax.axvspan(t[e["start"]], t[min(e["stop"], s.T) - 1], color="tab:red", alpha=0.2, lw=0)
+        for e in dq_events[i]: ax.axvspan(t[e["start"]], t[min(e["stop"], s.T) - 1], facecolor="none", edgecolor="tab:blue", hatch="///", lw=0)
+        ax.set_yscale("symlog", linthresh=3)
+        kinds = ", ".join(sorted({e["kind"] for e in s.events})) or "clean"
+        dq = ", ".join(sorted({f"{e['kind']}:{e['channel']}" for e in dq_events[i]}))
+        ax.set_title(f"{s.name}: {kinds}" + (f" | DQ {dq}" if dq else ""), fontsize=6.5)
+        ax.tick_params(labelsize=6)
+    for j in range(n, nrows*ncols): axs[j//ncols, j % ncols].axis("off")
+    axs[0, 0].legend(fontsize=6, loc="upper left")
+    fig.supxlabel("time from flat-top start (s)", fontsize=8); fig.supylabel("step score (standardised)", fontsize=8)
+    fig.tight_layout()
+    return fig
 
-def plot_attribution(att:np.ndarray, shot:Shot, title:str="", ax=None):
-    "Heat map of a [T, C] channel attribution over time."
-    if ax is None: _, ax = plt.subplots(figsize=(10, 3), dpi=80)
-    ax.imshow(att.T, aspect="auto", cmap="magma", interpolation="nearest",
-              extent=(shot.time[0], shot.time[-1], shot.C - 0.5, -0.5))
-    ax.set_yticks(range(shot.C), shot.channels, fontsize=6); ax.set_xlabel("time (s)"); ax.set_title(title, fontsize=9)
-    for e in shot.events: ax.axvline(shot.time[e["start"]], color="c", lw=0.8)
-    return ax
+def attribution_matrix(det:VAEAnomalyDetector, shots:list[Shot], scores:list[np.ndarray]) -> pd.DataFrame:
+    "[shots, channels] log2 of the mean relative attribution over each shot's flagged steps (all steps if none)."
+    rows = []
+    for s, sc in zip(shots, scores):
+        att = channel_attribution(det, s, "error", relative=True)
+        flag = _flags(sc, det.threshold_)
+        rows.append(np.log2(att[flag if flag.any() else np.ones(s.T, bool)].mean(0) + 1e-6))
+    return pd.DataFrame(rows, index=[s.name for s in shots], columns=list(det.channels_))
+
+def plot_attribution_matrix(mat:pd.DataFrame, true_channels:list[str]|None=None):
+    "Heat map of `attribution_matrix` with a diverging colour scale centred on 0 (as on clean shots) and its colour bar."
+    fig, ax = plt.subplots(figsize=(1.0 + 0.45*mat.shape[1], 0.9 + 0.22*mat.shape[0]), dpi=80)
+    lim = max(float(np.nanmax(np.abs(mat.values))), 1.0)
+    im = ax.imshow(mat.values, aspect="auto", cmap="RdBu_r", norm=TwoSlopeNorm(0, -lim, lim), interpolation="nearest")
+    ax.set_xticks(range(mat.shape[1]), mat.columns, rotation=60, ha="right", fontsize=7); ax.set_yticks(range(mat.shape[0]), mat.index, fontsize=6)
+    for i, ch in enumerate(true_channels or []):
+        if ch in mat.columns: ax.plot(list(mat.columns).index(ch), i, "o", ms=4, mfc="none", mec="k")
+    fig.colorbar(im, ax=ax, label="log2(attribution / clean-shot attribution)")
+    ax.set_title("channel attribution relative to clean shots (o: true faulty channel)", fontsize=8)
+    fig.tight_layout()
+    return fig
 
 # %% ../../nbs/52_magnetics.train.ipynb #f43683dd
+_BASELINES = ("zscore", "pca", "pca_latent", "iforest")
+
+def _parse_model(name:str) -> tuple[str, set]:
+    kind, *mods = name.split("+")
+    if kind not in ("conv", "mlp"): raise ValueError(f"models: unknown model {name!r}; use 'conv' or 'mlp', optionally with '+cond', '+recon_kl', '+drop'")
+    bad = set(mods) - {"cond", "recon_kl", "drop"}
+    if bad: raise ValueError(f"models: unknown modifier(s) {sorted(bad)} in {name!r}; use '+cond', '+recon_kl', '+drop'")
+    return kind, set(mods)
+
 def _make_detector(name, cfg, csv_path=None):
-    if name in ("conv", "mlp"):
-        return VAEAnomalyDetector(model=name, latent_dim=cfg["latent_dim"], hidden=tuple(cfg["hidden"]), window=cfg["window"],
-            stride=cfg["stride"], interp_limit=cfg["interp_limit"], train_stride=cfg["train_stride"], smooth=cfg["smooth"], alpha="auto" if cfg["alpha"] is None else cfg["alpha"],
-            kl_weight=cfg["kl_weight"], percentile=cfg["percentile"], epochs=cfg["epochs"], bs=cfg["bs"], lr=cfg["lr"],
-            beta=cfg["beta"], patience=cfg["patience"], valid_frac=cfg["valid_frac"], seed=cfg["seed"], device=cfg["device"], csv_path=csv_path)
-    kw = dict(window=cfg["window"], stride=cfg["stride"], interp_limit=cfg["interp_limit"], percentile=cfg["percentile"], smooth=cfg["smooth"])
-    if name == "zscore": return ZScoreDetector(**kw)
-    if name == "pca": return PCADetector(**kw)
-    if name == "iforest": return IForestDetector(seed=cfg["seed"], **kw)
-    raise ValueError(f"unknown detector {name!r}: models are 'conv', 'mlp'; baselines 'zscore', 'pca', 'iforest'")
+    common = dict(window=cfg["window"], stride=cfg["stride"], interp_limit=cfg["interp_limit"], percentile=cfg["percentile"],
+                  smooth=cfg["smooth"], sample_rate=cfg["sample_rate"], position_norm=cfg["position_norm"])
+    if name in _BASELINES:
+        if name == "zscore": return ZScoreDetector(**common)
+        if name == "pca": return PCADetector(0.95, **common)
+        if name == "pca_latent": return PCADetector(int(cfg["latent_dim"]), **common)
+        return IForestDetector(seed=cfg["seed"], **common)
+    kind, mods = _parse_model(name)
+    return VAEAnomalyDetector(model=kind, latent_dim=cfg["latent_dim"], hidden=tuple(cfg["hidden"]), train_stride=cfg["train_stride"],
+        score="recon_kl" if "recon_kl" in mods else "nll", alpha="auto" if cfg["alpha"] is None else cfg["alpha"], kl_weight=cfg["kl_weight"],
+        condition=cfg["condition"] if "cond" in mods else None, dropout=(cfg["dropout"] or 0.2) if "drop" in mods else cfg["dropout"],
+        epochs=cfg["epochs"], bs=cfg["bs"], lr=cfg["lr"], beta=cfg["beta"], patience=cfg["patience"], valid_frac=cfg["valid_frac"],
+        seed=cfg["seed"], device=cfg["device"], csv_path=csv_path, progress=cfg["progress"], **common)
 
 def _check_cfg(cfg):
     if not cfg["models"]: raise ValueError("models: give at least one of 'conv', 'mlp'")
-    for m in cfg["models"]:
-        if m not in ("conv", "mlp"): raise ValueError(f"models: unknown model {m!r}; use 'conv' or 'mlp'")
+    for m in cfg["models"]: _parse_model(m)
+    if any("+cond" in m for m in cfg["models"]) and not cfg["condition"]: raise ValueError("models: a '+cond' model needs condition keys (condition: [...])")
     for b in cfg["baselines"]:
-        if b not in ("zscore", "pca", "iforest"): raise ValueError(f"baselines: unknown baseline {b!r}; use 'zscore', 'pca', 'iforest'")
+        if b not in _BASELINES: raise ValueError(f"baselines: unknown baseline {b!r}; use {list(_BASELINES)}")
     if cfg["threshold"] not in ("conformal", "percentile"): raise ValueError(f"threshold must be 'conformal' or 'percentile', got {cfg['threshold']!r}")
+    if cfg["calibration"] not in ("shot", "block", "step"): raise ValueError(f"calibration must be 'shot', 'block' or 'step', got {cfg['calibration']!r}")
     if not 0 < cfg["false_alarm_rate"] < 1: raise ValueError(f"false_alarm_rate must be in (0, 1), got {cfg['false_alarm_rate']}")
+    if not cfg["modes"] or set(cfg["modes"]) - set(MODES): raise ValueError(f"modes must be a non-empty list of {list(MODES)}, got {cfg['modes']}")
+    if cfg["sample_rate"] not in ("check", "resample"): raise ValueError(f"sample_rate must be 'check' or 'resample', got {cfg['sample_rate']!r}")
 
 def _save_fig(fig, path):
     with atomic_path(path) as tmp:
@@ -174,11 +257,34 @@ def _save_csv(df, path):
     with atomic_path(path) as tmp: df.to_csv(tmp, index=False)
 
 # %% ../../nbs/52_magnetics.train.ipynb #fac95ffd
+def _headline(table:pd.DataFrame, main:str, baselines:list[str]) -> str:
+    parts = []
+    for mode in table["mode"].unique():
+        t = table[table["mode"] == mode].set_index("detector")
+        b = t.loc[[x for x in baselines if x in t.index]]
+        if main not in t.index or not len(b): continue
+        v, cmp, lose, nums = t.loc[main], [], [], []
+        for m, higher in (("roc_auc", True), ("pr_auc", True), ("false_alarms_per_clean_shot", False)):
+            col = b[m].dropna()
+            if not len(col) or not np.isfinite(v[m]): nums.append(f"{m} not measurable (no labelled or clean test shots)"); continue
+            best = col.idxmax() if higher else col.idxmin()
+            cmp.append(m)
+            if not (v[m] > col[best] if higher else v[m] < col[best]): lose.append(m)
+            nums.append(f"{m} {v[m]:.3f} vs {best} {col[best]:.3f}")
+        if not cmp: verdict = "cannot be compared (no labels)"
+        elif not lose: verdict = f"beats every baseline on {', '.join(cmp)}"
+        else: verdict = f"does NOT beat the best baseline on {', '.join(lose)}"
+        parts.append(f"{mode}: {main} {verdict} ({'; '.join(nums)})")
+    return " | ".join(parts)
+
+# %% ../../nbs/52_magnetics.train.ipynb #0a513679
 def train_magnetics(config:dict|None=None, **overrides) -> dict:
     "Fit and evaluate the magnetics anomaly detectors; writes the run into `out_dir` and returns a summary."
     cfg = resolve_config(DEFAULTS, config, source="magnetics config", **overrides)
     _check_cfg(cfg)
     with distributed(device=cfg["device"]): return _train_magnetics(cfg)
+
+def _label(name): return name if name in _BASELINES else f"vae_{name}"
 
 def _train_magnetics(cfg:dict) -> dict:
     t_start = time.time()
@@ -189,58 +295,95 @@ def _train_magnetics(cfg:dict) -> dict:
         if not data[split]: raise ValueError(f"no usable {split} shots in {cfg['data_dir'] or 'the simulated data set'}")
     if cfg["threshold"] == "conformal" and not data["calib"]:
         raise ValueError("threshold='conformal' needs calibration shots (calib_*); add some or use threshold='percentile'")
-    names = list(cfg["models"]) + list(cfg["baselines"])
+    names, modes = list(cfg["models"]) + list(cfg["baselines"]), list(cfg["modes"])
     if not main:  # the other ranks take part in the VAE fits (DDP), and nothing else
         steps = [int(getattr(_make_detector(name, cfg).fit(data["train"]).learn_, "train_iter", 0)) for name in cfg["models"]]
         return dict(out_dir=str(out), main_process=False, world_size=world_size(), steps_per_rank=steps, time_s=time.time() - t_start)
     rows, kinds, dets, fit_s = [], [], {}, {}
     for i, name in enumerate(names):
         t0 = time.time()
-        csv = out/"metrics.csv" if i == 0 else (out/"models"/name/"metrics.csv" if name in ("conv", "mlp") else None)
+        csv = out/"metrics.csv" if i == 0 else (out/"models"/name/"metrics.csv" if name not in _BASELINES else None)
         if csv is not None: csv.parent.mkdir(parents=True, exist_ok=True)
         det = _make_detector(name, cfg, csv).fit(data["train"])
-        if cfg["threshold"] == "conformal": det.calibrate(data["calib"], alpha=cfg["false_alarm_rate"])
+        scores = {}
+        for mode in modes:
+            if cfg["threshold"] == "conformal": det.calibrate(data["calib"], alpha=cfg["false_alarm_rate"], level=cfg["calibration"], mode=mode, block=cfg["block"])
+            else: det.percentile_threshold(data["train"], mode)
+            scores[mode] = det.decision_function(data["test"], mode=mode)
+            summ, per_kind = evaluate_scores(data["test"], scores[mode], det.thresholds_[mode], alarm_gap=cfg["alarm_gap"])
+            rows.append(dict(detector=_label(name), mode=mode, **summ, threshold=det.thresholds_[mode]))
+            kinds.append(per_kind.assign(detector=_label(name), mode=mode))
         fit_s[name] = time.time() - t0
-        scores = det.decision_function(data["test"])
-        summ, per_kind = evaluate_scores(data["test"], scores, det.threshold_, alarm_gap=cfg["alarm_gap"])
-        label = f"vae_{name}" if name in ("conv", "mlp") else name
-        rows.append(dict(detector=label, **summ, threshold=det.threshold_, fit_s=fit_s[name]))
-        kinds.append(per_kind.assign(detector=label))
+        for r in rows[-len(modes):]: r["fit_s"] = fit_s[name]
         dets[name] = (det, scores)
     table = pd.DataFrame(rows)
     per_kind = pd.concat(kinds, ignore_index=True)
     _save_csv(table, out/"evaluation.csv"); _save_csv(per_kind, out/"per_kind.csv")
     # the main VAE detector: saved, explained, plotted
-    main = cfg["models"][0]; det, scores = dets[main]
+    main_name = cfg["models"][0]; det, scores = dets[main_name]
     save_detector(det, out)
     for name in cfg["models"][1:]: save_detector(dets[name][0], out/"models"/name)
-    shots_tab = analyze_shots(det, data["test"])
-    shots_tab["kind"] = [s.events[0]["kind"] if s.events else "" for s in data["test"]]
-    shots_tab["true_channel"] = [s.events[0]["channels"][0] if s.events and len(s.events[0]["channels"]) == 1 else "" for s in data["test"]]
-    _save_csv(shots_tab, out/"shots.csv")
+    test = data["test"]
+    dq = [det.quality_events(s) for s in test]
+    # data-quality shots: missing data must raise data-quality events and no plasma alarm
+    dq_rows = [dict(shot=s.name, **e) for s, es in zip(test, dq) for e in es]
+    dq_check = []
+    for s in data["dq_test"]:
+        inj, found = s.meta["injected"], det.quality_events(s)
+        hit = [e for e in found if e["channel"] == inj["channel"] and e["start"] < inj["stop"] and e["stop"] > inj["start"]]
+        dq_rows += [dict(shot=s.name, **e) for e in found]
+        alarms = {m: len(flagged_runs(_flags(det.decision_function(s, mode=m), det.thresholds_[m]), cfg["alarm_gap"])) for m in modes}
+        dq_check.append(dict(shot=s.name, injected=inj["kind"], channel=inj["channel"], start=inj["start"], stop=inj["stop"],
+                             found=bool(hit), found_kind=hit[0]["kind"] if hit else "", found_span=f"{hit[0]['start']}-{hit[0]['stop']}" if hit else "",
+                             **{f"plasma_alarms_{m}": a for m, a in alarms.items()}))
+    _save_csv(pd.DataFrame(dq_rows, columns=["shot", "kind", "channel", "start", "stop", "detected_at"]), out/"data_quality.csv")
+    dq_check = pd.DataFrame(dq_check); _save_csv(dq_check, out/"data_quality_check.csv")
+    # per-shot table
+    att = attribution_matrix(det, test, scores[modes[0]])
+    _save_csv(att.reset_index(names="shot"), out/"attribution.csv")
+    shot_rows = []
+    for i, s in enumerate(test):
+        r = dict(shot=s.name, kind=", ".join(sorted({e["kind"] for e in s.events})),
+                 true_channel=s.events[0]["channels"][0] if s.events and len(s.events[0]["channels"]) == 1 else "", steps=s.T)
+        for m in modes:
+            f = _flags(scores[m][i], det.thresholds_[m])
+            r[f"anomaly_rate_{m}"] = f[np.isfinite(scores[m][i])].mean(); r[f"alarms_{m}"] = len(flagged_runs(f, cfg["alarm_gap"]))
+        r["top_channels"] = ", ".join(att.loc[s.name].sort_values(ascending=False).index[:3])
+        r["data_quality"] = "; ".join(f"{e['kind']} {e['channel']} {e['start']}-{e['stop']}" for e in dq[i])
+        shot_rows.append(r)
+    shots_tab = pd.DataFrame(shot_rows); _save_csv(shots_tab, out/"shots.csv")
     sensor = shots_tab[shots_tab.true_channel != ""]
-    channel_hit_rate = float((sensor.top_channel == sensor.true_channel).mean()) if len(sensor) else float("nan")
-    faulty = [s for s in data["test"] if s.events and s.events[0]["kind"] in ("dead", "stuck", "drift", "spikes")]
-    ranking = rank_channels(det, faulty) if faulty else pd.DataFrame(columns=["channel", "share"])
-    _save_csv(ranking, out/"channels.csv")
+    flagged_sensor = sensor[sensor[f"alarms_{modes[0]}"] > 0]
+    channel_hit_rate = float((flagged_sensor.top_channels.str.split(", ").str[0] == flagged_sensor.true_channel).mean()) if len(flagged_sensor) else float("nan")
     figs = {}
-    show = faulty[0] if faulty else data["test"][0]
-    fig, axs = plt.subplots(2, 1, figsize=(10, 4), dpi=80, sharex=True, gridspec_kw=dict(height_ratios=[2, 1]))
-    plot_shot(show, scores[data["test"].index(show)], det.threshold_, axs=axs); figs["shot"] = out/"figures"/"shot.png"; _save_fig(fig, figs["shot"])
-    fig, ax = plt.subplots(figsize=(10, 3), dpi=80)
-    ev = show.events[0] if show.events else None
-    plot_attribution(channel_attribution(det, show, "gradient", relative=True), show, f"relative gradient attribution, {show.name}" + (f" ({ev['kind']} on {ev['channels'][0]})" if ev else ""), ax=ax)
+    fig = plot_timelines(test, {m: scores[m] for m in modes}, det.thresholds_, dq)
+    figs["timelines"] = out/"figures"/"timelines.png"; _save_fig(fig, figs["timelines"])
+    fig = plot_attribution_matrix(att, [r["true_channel"] for r in shot_rows])
     figs["attribution"] = out/"figures"/"attribution.png"; _save_fig(fig, figs["attribution"])
     fig, ax = plt.subplots(figsize=(5, 4), dpi=80)
-    latent_pca_plot(det, data["calib"] or data["train"], [s for s in data["test"] if s.events] or data["test"], ax=ax)
+    latent_pca_plot(det, data["calib"] or data["train"], [s for s in test if s.events] or test, ax=ax)
     figs["latent_pca"] = out/"figures"/"latent_pca.png"; _save_fig(fig, figs["latent_pca"])
     fig, ax = plt.subplots(figsize=(5, 3), dpi=80)
-    h = det.history_; ax.plot(h["train_loss"], label="train"); ax.plot(h["valid_loss"], label="valid"); ax.set_xlabel("epoch"); ax.set_ylabel("loss"); ax.legend()
+    h = det.history_; ax.plot(h["train_loss"], label="train"); ax.plot(h["valid_loss"], label="valid")
+    if det.best_epoch_ is not None: ax.axvline(det.best_epoch_, color="k", ls=":", lw=0.8, label=f"best epoch {det.best_epoch_} (weights kept)")
+    ax.set_xlabel("epoch"); ax.set_ylabel("loss (negative ELBO per window)"); ax.legend(fontsize=7)
     figs["learning_curve"] = out/"figures"/"learning_curve.png"; _save_fig(fig, figs["learning_curve"])
-    summary = dict(out_dir=str(out), main_model=main, n_train=len(data["train"]), n_calib=len(data["calib"]), n_test=len(data["test"]),
-                   epochs_run=len(det.history_), threshold=det.threshold_, world_size=world_size(), main_process=True,
-                   steps_per_rank=[int(getattr(dets[m][0].learn_, "train_iter", 0)) for m in cfg["models"]], time_s=time.time() - t_start, channel_hit_rate=channel_hit_rate,
-                   evaluation=table.to_dict("records"), per_kind=per_kind.to_dict("records"),
-                   top_channels=ranking.head(5).to_dict("records"), figures={k: str(v) for k, v in figs.items()})
-    atomic_write_json(out/"summary.json", summary)
+    main_label, base_labels = _label(main_name), [b for b in cfg["baselines"]]
+    headline = _headline(table, main_label, base_labels) or f"{main_label}: no baseline to compare with"
+    calib_note = (f"conformal on {cfg['calibration']} maxima of {len(data['calib'])} calibration shots, target {cfg['false_alarm_rate']}"
+                  if cfg["threshold"] == "conformal" else f"percentile {cfg['percentile']} of the training scores")
+    summary = dict(family="magnetics", verdict=None, verdict_reasons=["anomaly detector: judged by the comparison with the baselines, not by a collapse verdict"],
+                   best_epoch=det.best_epoch_, epochs_run=len(det.history_), headline=headline,
+                   comparison=table[["detector", "mode", "roc_auc", "pr_auc", "events", "events_found", "false_alarms_per_clean_shot",
+                                     "clean_shots_with_alarm", "delay_ms_median", "threshold"]].to_dict("records"),
+                   report=[str(figs[k]) for k in ("timelines", "attribution", "learning_curve", "latent_pca")] +
+                          [str(out/f) for f in ("evaluation.csv", "per_kind.csv", "shots.csv", "data_quality.csv", "data_quality_check.csv")],
+                   out_dir=str(out), main_model=main_name, modes=modes, thresholds={m: det.thresholds_[m] for m in modes}, calibration=calib_note,
+                   false_alarm_target=cfg["false_alarm_rate"] if cfg["threshold"] == "conformal" else None,
+                   n_train=len(data["train"]), n_calib=len(data["calib"]), n_test=len(test), n_dq_test=len(data["dq_test"]),
+                   world_size=world_size(), main_process=True,
+                   steps_per_rank=[int(getattr(dets[m][0].learn_, "train_iter", 0)) for m in cfg["models"]], time_s=time.time() - t_start,
+                   channel_hit_rate=channel_hit_rate, evaluation=table.to_dict("records"), per_kind=per_kind.to_dict("records"),
+                   data_quality_check=dq_check.to_dict("records"), figures={k: str(v) for k, v in figs.items()})
+    finish_run(out, summary)
     return summary
