@@ -473,21 +473,54 @@ def plot_components(self:Recorder, names:list|None=None, # components to plot, e
 
 # %% ../nbs/03_callbacks.ipynb #b2237442
 class NaNGuard(Callback):
-    "Cancel the fit, with a clear message, when the training loss is not finite (checked before backward)."
-    order = 90
-    def __init__(self, raise_error:bool=False): # raise `FloatingPointError` instead of stopping quietly
-        self.raise_error = raise_error
-    def before_fit(self): self.learn.nan_stop = None
-    def after_loss(self):
-        if not self.learn.training or torch.isfinite(self.learn.loss_grad).all(): return
+    "Skip the optimizer step on every DDP rank when any rank's loss or gradients are not finite; stop after `max_skips` in a row."
+    order = 5  # before_step: before MixedPrecision (10) unscales and GradientClip (11) clips
+    def __init__(self, max_skips:int=10, # consecutive skipped steps after which the fit stops (1: stop at the first)
+                 raise_error:bool=True): # stop with `FloatingPointError` (else: warn and end the fit)
+        if max_skips < 1: raise ValueError(f"max_skips must be >= 1, got {max_skips}")
+        self.max_skips, self.raise_error = int(max_skips), raise_error
+    def before_fit(self):
+        self.learn.nan_stop, self.learn.nan_skips, self.consecutive = None, 0, 0
+        self._params = [p for p in self.learn.model.parameters() if p.requires_grad]
+    def _scaler_on(self) -> bool:
+        sc = getattr(self.learn, "scaler", None)
+        return sc is not None and hasattr(sc, "is_enabled") and sc.is_enabled()
+    def _bad_ranks(self) -> list:
+        "Ranks with a non-finite loss, else those with non-finite gradients, at this step (the same list on every rank)."
+        loss = self.learn.loss_grad.detach()
+        loss_ok = torch.isfinite(loss).all()
+        grads_ok = loss_ok.new_ones(())
+        if not self._scaler_on():
+            grads = [p.grad for p in self._params if p.grad is not None]
+            if grads: grads_ok = torch.isfinite(torch.stack(torch._foreach_norm(grads)).sum())
+        world = _world()
+        if world == 1: return [] if bool(loss_ok & grads_ok) else [0]
+        # one all-reduce: [loss bad on rank r..., gradients bad on rank r...]
+        flags = torch.zeros(2, world, device="cpu" if dist.get_backend() == "gloo" else loss.device)
+        r = dist.get_rank()
+        flags[0, r], flags[1, r] = (~loss_ok).float().to(flags.device), (~grads_ok).float().to(flags.device)
+        dist.all_reduce(flags)
+        bad = flags[0] if bool(flags[0].any()) else flags[1]   # DDP averages a bad rank's NaN gradients into every rank's
+        return [int(i) for i in bad.nonzero().flatten().tolist()]
+    def before_step(self):
+        if not self.learn.training: return
+        bad = self._bad_ranks()
+        if not bad: self.consecutive = 0; return
+        self.consecutive += 1; self.learn.nan_skips += 1
         comps = getattr(self.learn.loss_func, "components", {})
-        bad = [k for k, v in comps.items() if isinstance(v, Tensor) and not torch.isfinite(v).all()]
-        ckpts = [getattr(cb, "last_saved", None) for cb in self.learn.cbs]
-        ckpts = [str(c) for c in ckpts if c]
-        msg = (f"non-finite training loss ({float(self.learn.loss_grad)}) at epoch {self.epoch}, batch {self.iter}"
-               f"; non-finite components: {bad or 'none reported'}; stopping before the optimizer step. "
+        bad_comps = [k for k, v in comps.items() if isinstance(v, Tensor) and not torch.isfinite(v).all()]
+        where = f"epoch {self.epoch}, batch {self.iter}" + (f", rank(s) {bad}" if _world() > 1 else "")
+        what = f"loss {float(self.learn.loss_grad):.4g}" + (f", non-finite components {bad_comps}" if bad_comps else "")
+        if self.consecutive < self.max_skips:
+            if self.consecutive == 1: warnings.warn(f"NaNGuard: non-finite loss or gradients at {where} ({what} on this rank); optimizer step skipped on every rank")
+            if not self._scaler_on(): raise CancelStepException()
+            return  # fp16: the gradient scaler skips the step
+        ckpts = [str(c) for c in (getattr(cb, "last_saved", None) for cb in self.learn.cbs) if c]
+        msg = (f"non-finite loss or gradients in {self.consecutive} consecutive training steps, the last at {where} "
+               f"({what} on this rank); stopped every rank before the optimizer step. "
                + (f"Last good checkpoint: {', '.join(ckpts)}." if ckpts else "No checkpoint was saved."))
-        self.learn.nan_stop = dict(epoch=self.epoch, iter=self.iter, components=bad, checkpoints=ckpts, message=msg)
+        self.learn.nan_stop = dict(epoch=self.epoch, iter=self.iter, ranks=bad, components=bad_comps, checkpoints=ckpts,
+                                   skips=self.learn.nan_skips, message=msg)
         if self.raise_error: raise FloatingPointError(msg)
         warnings.warn(msg)
         raise CancelFitException()

@@ -232,12 +232,13 @@ class VAELearner(Learner):
     @contextlib.contextmanager
     def distrib_ctx(self, sync_bn:bool=True, **kwargs):
         "Train under DDP (launched by `torchrun`/`accelerate launch`) with fastai's `DistributedTrainer`; CPU/gloo aware."
+        if num_distrib() <= 1: yield self; return   # one process: nothing to wrap (and no Accelerate import)
         dev = getattr(self.dls, "device", None)
         if dev is not None and torch.device(dev).type == "cpu": kwargs.setdefault("cpu", True)
+        trainer = _ddp_classes()[1]   # imports fastai.distributed, which also adds `Learner.detach_distributed`
         try:
-            if num_distrib() > 1:
-                self.add_cb(_ddp_classes()[1](sync_bn, **kwargs))
-                if rank_distrib(): self.remove_cbs([cb for cb in self.cbs if isinstance(cb, ProgressCallback)])
+            self.add_cb(trainer(sync_bn, **kwargs))
+            if rank_distrib(): self.remove_cbs([cb for cb in self.cbs if isinstance(cb, ProgressCallback)])
             yield self
         finally: self.detach_distributed()
 
@@ -340,7 +341,8 @@ def vae_learner(dls:DataLoaders, # from `vae_dataloaders`
                 save_best:str|Path|None=None, # folder for the best model (by `monitor`)
                 amp:bool|str="auto", # mixed precision: "auto" (bf16 on CUDA), True/"bf16", "fp16", False
                 compile:bool=False, # wrap the model with torch.compile
-                nan_guard:bool=True, # stop on a non-finite training loss
+                nan_guard:bool=True, # skip steps with a non-finite loss or gradients (on every DDP rank together)
+                nan_max_skips:int=10, # ... and stop with an error after this many consecutive skipped steps
                 cbs:list|None=None, # more callbacks
                 path:str|Path|None=None, # the Learner's path (default ".")
                 checkpoint:str|Path|None=None, # folder for resumable per-epoch checkpoints
@@ -383,7 +385,7 @@ def vae_learner(dls:DataLoaders, # from `vae_dataloaders`
     device = getattr(dls, "device", None) or default_device()
     dtype = resolve_precision(amp, device)
     if dtype is not None: cb_list += [MixedPrecision("bf16" if dtype == torch.bfloat16 else "fp16"), KeepVAEOutput()]
-    if nan_guard: cb_list.append(NaNGuard())
+    if nan_guard: cb_list.append(NaNGuard(max_skips=nan_max_skips))
     if compile: model = torch.compile(model)
     learn = VAELearner(dls, model, loss_func=VAELossFunc(loss), opt_func=opt_func, lr=lr, wd=wd,
                        cbs=cb_list + list(cbs or []), path=path if path is not None else ".")

@@ -24,19 +24,24 @@ def linear_warmup(step:float, # current step (fractional epochs allowed)
     if n_warmup == 0 or step >= delay + n_warmup: return float(stop)
     return float(start + (stop - start)*(step - delay)/n_warmup)
 
-# %% ../nbs/02_schedules.ipynb #dc27ad63
+# %% ../nbs/02_schedules.ipynb #45e11012
+def _cycle_phase(step:float, n_steps:float, n_cycles:int) -> float:
+    "The position within the current cycle, in [0, 1); exactly 0 on a cycle boundary up to float rounding."
+    q = max(step, 0.0)*n_cycles/n_steps      # cycles done
+    k = round(q)
+    if abs(q - k) <= 1e-10*max(1.0, abs(q)): return 0.0
+    return q - math.floor(q)
+
 def cyclical_beta(step:float, # current step (fractional epochs allowed)
                   n_steps:float, # length of the whole schedule
                   n_cycles:int=4, # number of cycles M
                   ratio:float=0.5, # fraction R of each cycle spent rising
                   start:float=0.0, stop:float=1.0) -> float:
-    "Cyclical KL annealing (Fu et al. 2019); `stop` for steps at or beyond `n_steps`."
+    "Cyclical KL annealing (Fu et al. 2019), with the phase exact at cycle boundaries; `stop` at or beyond `n_steps`."
     if n_steps <= 0 or n_cycles < 1: raise ValueError(f"need n_steps > 0 and n_cycles >= 1, got {n_steps}, {n_cycles}")
     if not 0 < ratio <= 1: raise ValueError(f"ratio must be in (0, 1], got {ratio}")
     if step >= n_steps: return float(stop)
-    period = n_steps/n_cycles
-    tau = math.fmod(max(step, 0.0), period)/period
-    return float(start + (stop - start)*min(1.0, tau/ratio))
+    return float(start + (stop - start)*min(1.0, _cycle_phase(step, n_steps, n_cycles)/ratio))
 
 # %% ../nbs/02_schedules.ipynb #4c53275e
 def capacity_ramp(step:float, # current step
