@@ -25,6 +25,37 @@ def test_cli_trains_media_from_yaml(tmp_path, data_env):
     m = pd.read_csv(out/"metrics.csv")
     assert len(m) == 2 and {"train_loss", "valid_loss"} <= set(m.columns)
     assert (out/"model.safetensors").exists() and (out/"model.json").exists()
+    # the run ends with its summary: where the folder is and how to open the report, after the last epoch line
+    tail = r.stdout[r.stdout.rindex("== media"):]
+    assert f"run folder: {out.resolve()}" in tail and "papermill nbs/train_media.ipynb" in tail, r.stdout[-2000:]
+    if (out/"summary.json").exists():   # a family that writes summary.json (the engine's finish_run) shows its headline
+        s = json.loads((out/"summary.json").read_text())
+        assert s.get("headline") is None or s["headline"] in tail
+        assert not (out/"RUN_INCOMPLETE").exists()
+
+def test_cli_help_lists_each_family_parameters():
+    "`FAMILY --help` shows every key of that family's DEFAULTS with its default and its comment."
+    from vae_notebooks.train import family_entry
+    r = _cli("abr", "--help")
+    assert r.returncode == 0, r.stderr
+    defaults, _ = family_entry("abr")
+    lines = r.stdout.splitlines()
+    for k, v in defaults.items():
+        assert any(l.split()[:2] == [k, repr(v).split()[0]] for l in lines if l.startswith("  ")), k
+    out_line = next(l for l in lines if l.split()[:1] == ["out_dir"])
+    assert "run folder" in out_line                   # the comment beside out_dir= in DEFAULTS
+    assert "parameters of 'media'" in _cli("media", "-h").stdout
+    assert "parameters of" not in _cli("--help").stdout  # generic help names no family's parameters
+
+def test_cli_out_dir_that_is_a_file_fails_before_any_work(tmp_path, data_env):
+    taken = tmp_path/"taken"; taken.write_text("not a folder")
+    data = tmp_path/"data"
+    # MRI builds its data cache before the engine's start_run: the command line must refuse first
+    r = _cli("mri", "--set", "img_size=16", "--set", "n_subjects=4", "--set", f"out_dir={taken}",
+             env=dict(data_env, VAE_NOTEBOOKS_DATA=str(data)))
+    assert r.returncode == 2 and f"out_dir {taken} exists and is not a folder" in r.stderr, r.stderr[-2000:]
+    assert "Traceback" not in r.stderr
+    assert not data.exists() or not any(data.rglob("*"))   # no data cache was built
 
 def test_cli_rejects_unknown_key_and_bad_type(tmp_path):
     bad = tmp_path/"bad.yaml"; bad.write_text("epochs: 2\nlearning_rate: 0.1\n")

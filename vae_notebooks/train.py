@@ -6,13 +6,14 @@ Docs: https://vae-notebooks.github.io/vae_notebooks/train.html.md"""
 
 # %% ../nbs/60_train.ipynb #0afedd76
 from __future__ import annotations
-import argparse, importlib, os, sys
+import argparse, ast, importlib, importlib.util, io, json, os, sys, textwrap, tokenize
 from pathlib import Path
 import yaml
 from .core import resolve_config
 
 # %% auto #0
-__all__ = ['FAMILIES', 'DDP_FAMILIES', 'family_entry', 'load_config', 'parse_overrides', 'run_training', 'main']
+__all__ = ['FAMILIES', 'DDP_FAMILIES', 'family_entry', 'load_config', 'parse_overrides', 'defaults_comments', 'family_parameters',
+           'parameters_help', 'check_out_dir_early', 'comparison_table', 'run_summary_text', 'run_training', 'main']
 
 # %% ../nbs/60_train.ipynb #11c4cc15
 FAMILIES = {  # family -> (module, function)
@@ -50,7 +51,127 @@ def parse_overrides(items:list[str]) -> dict:
         res[k.strip()] = yaml.safe_load(v) if v.strip() else None
     return res
 
+# %% ../nbs/60_train.ipynb #b1372bce
+def defaults_comments(source:str, # a module's source code
+                      name:str="DEFAULTS", # the module-level dict to read
+                      ) -> dict[str, str]:
+    "The `# comment` describing each key of a module-level `name = dict(...)` or `{...}`, from the source."
+    tree = ast.parse(source)
+    node = next((n for n in tree.body if isinstance(n, ast.Assign) and any(getattr(t, "id", None) == name for t in n.targets)), None)
+    if node is None: return {}
+    val = node.value
+    if isinstance(val, ast.Call) and getattr(val.func, "id", None) == "dict": items = [(k.arg, k) for k in val.keywords if k.arg]
+    elif isinstance(val, ast.Dict): items = [(k.value, v) for k, v in zip(val.keys, val.values) if isinstance(k, ast.Constant) and isinstance(k.value, str)]
+    else: return {}
+    comments, code_lines = {}, set()
+    for tok in tokenize.generate_tokens(io.StringIO(source).readline):
+        if not (node.lineno <= tok.start[0] <= node.end_lineno): continue
+        if tok.type == tokenize.COMMENT: comments[tok.start[0]] = (tok.start[1], tok.string.lstrip("#").strip())
+        elif tok.type not in (tokenize.NL, tokenize.NEWLINE, tokenize.INDENT, tokenize.DEDENT): code_lines.add(tok.start[0])
+    res = {}
+    for key, v in items:
+        line = v.end_lineno
+        col, text = comments.get(line, (0, ""))
+        nxt = line + 1  # continuation: comment-only lines indented like this trailing comment
+        while text and nxt in comments and nxt not in code_lines and comments[nxt][0] >= col > 0:
+            text += " " + comments[nxt][1]; nxt += 1
+        res[key] = text
+    return res
+
+def family_parameters(family:str) -> list[tuple[str, object, str]]:
+    "`(key, default, description)` for each parameter of a family, in the order of its `DEFAULTS`."
+    defaults, _ = family_entry(family)
+    mod_name = FAMILIES[family][0]
+    try: source = Path(importlib.util.find_spec(mod_name).origin).read_text()
+    except (AttributeError, OSError, TypeError, ValueError): source = ""
+    docs = defaults_comments(source) if source else {}
+    return [(k, v, docs.get(k, "")) for k, v in defaults.items()]
+
+def parameters_help(family:str, width:int=100) -> str:
+    "The text `--help` shows for a family: every parameter with its default and description, in columns."
+    rows = [(k, repr(v), d or "(no description in DEFAULTS)") for k, v, d in family_parameters(family)]
+    kw, dw = min(max(len(k) for k, _, _ in rows), 22), min(max(len(v) for _, v, _ in rows), 16)
+    indent = " " * (2 + kw + 2 + dw + 2)
+    lines = [f"parameters of {family!r} (from {FAMILIES[family][0]}.DEFAULTS; set them in the -f YAML file or with --set KEY=VALUE):",
+             f"  {'KEY':<{kw}}  {'DEFAULT':<{dw}}  DESCRIPTION"]
+    for k, v, d in rows:
+        head = f"  {k:<{kw}}  {v:<{dw}}  "
+        if len(head) > len(indent): lines.append(head.rstrip()); head = indent
+        body = textwrap.wrap(d, max(30, width - len(indent))) or [""]
+        lines.append(head + body[0])
+        lines += [indent + b for b in body[1:]]
+    return "\n".join(lines)
+
 # %% ../nbs/60_train.ipynb #1f618a97
+def check_out_dir_early(out_dir:str|Path, # the run folder a config asks for
+                        ) -> Path:
+    "Raise a clear error if `out_dir` is a file or cannot be created or written; creates nothing."
+    p = Path(out_dir)
+    if p.exists() and not p.is_dir():
+        raise NotADirectoryError(f"out_dir {p} exists and is not a folder: choose another out_dir (--set out_dir=...) or remove that file")
+    probe = p
+    while not probe.exists() and probe != probe.parent: probe = probe.parent
+    if not probe.is_dir(): raise NotADirectoryError(f"out_dir {p} cannot be created: {probe} is a file")
+    if not os.access(probe, os.W_OK | os.X_OK): raise PermissionError(f"out_dir {p} cannot be written: {probe} is not writable")
+    return p
+
+# %% ../nbs/60_train.ipynb #30012d32
+def _fmt(v):
+    if isinstance(v, float): return f"{v:.4g}"
+    return "-" if v is None else str(v)
+
+def comparison_table(rows:list[dict], # `{"method": ..., metric: value, ...}` rows
+                     max_rows:int=12) -> list[str]:
+    "Rows of dicts as aligned text lines (columns in first-seen order)."
+    if not rows: return []
+    cols = list(dict.fromkeys(k for r in rows for k in r))
+    cells = [[_fmt(r.get(c)) for c in cols] for r in rows[:max_rows]]
+    w = [max(len(c), *(len(row[i]) for row in cells)) for i, c in enumerate(cols)]
+    out = ["  " + "  ".join(c.ljust(w[i]) if i == 0 else c.rjust(w[i]) for i, c in enumerate(cols))]
+    out += ["  " + "  ".join(v.ljust(w[i]) if i == 0 else v.rjust(w[i]) for i, v in enumerate(row)) for row in cells]
+    if len(rows) > max_rows: out.append(f"  ... {len(rows) - max_rows} more rows")
+    return out
+
+def run_summary_text(out_dir:str|Path, # the run folder
+                     family:str|None=None, # the family (for the notebook command), if known
+                     ) -> str:
+    "A short end-of-run summary from `out_dir/summary.json`: headline, verdict, comparison, where things are."
+    out_dir = Path(out_dir)
+    path, lines = out_dir/"summary.json", []
+    if path.exists():
+        try: s = json.loads(path.read_text())
+        except (OSError, ValueError) as e: s = {}; lines.append(f"summary.json in {out_dir} could not be read ({e})")
+        family = family or s.get("family")
+        lines.append(f"== {family or 'run'}: finished ==")
+        if s.get("headline"): lines.append(str(s["headline"]))
+        if "verdict" in s:
+            reasons = s.get("verdict_reasons") or []
+            reasons = [reasons] if isinstance(reasons, str) else list(reasons)
+            lines.append(f"verdict: {s['verdict'] if s['verdict'] is not None else 'none given'}" + (f" ({'; '.join(map(str, reasons[:3]))})" if reasons else ""))
+        if s.get("best_epoch") is not None: lines.append(f"best epoch: {s['best_epoch']} (its weights are the saved model)")
+        if isinstance(s.get("comparison"), list) and s["comparison"]:
+            lines.append("held-out comparison (the model and its baselines):")
+            lines += comparison_table([r for r in s["comparison"] if isinstance(r, dict)])
+        report = s.get("report")
+        report = [report] if isinstance(report, str) else list(report or [])
+    else:
+        if (out_dir/"RUN_INCOMPLETE").exists():
+            lines.append(f"== {family or 'run'}: NOT finished ==")
+            lines.append(f"{out_dir/'RUN_INCOMPLETE'} is there: the run crashed, was stopped, or is still running; its files are partial")
+        else:
+            lines.append(f"== {family or 'run'}: finished ==")
+            lines.append(f"no summary.json in {out_dir}: this family does not write one yet; look at its files")
+        report = []
+    lines.append(f"run folder: {out_dir.resolve()}")
+    if report: lines.append("open (in the run folder): " + ", ".join(str(r) for r in report[:8]) + (" ..." if len(report) > 8 else ""))
+    else:
+        figs = sorted((out_dir/"figures").glob("*.png")) if (out_dir/"figures").is_dir() else []
+        if figs: lines.append(f"figures: {out_dir/'figures'}/ ({len(figs)} PNG files)")
+    if family: lines.append(f"the same run as a rendered report: papermill nbs/train_{family}.ipynb runs/train_{family}.ipynb "
+                            f"-f <this config> -p out_dir {out_dir}, then open it in JupyterLab (make lab)")
+    return "\n".join(lines)
+
+# %% ../nbs/60_train.ipynb #f481b709
 DDP_FAMILIES = ("mri", "abr", "media", "magnetics")  # families whose training function trains with DDP under torchrun / accelerate launch
 
 def run_training(family:str, # one of FAMILIES
@@ -58,12 +179,13 @@ def run_training(family:str, # one of FAMILIES
                  overrides:list[str]|dict|None=None, # `key=value` strings or a dict
                  dry_run:bool=False, # only resolve and return the config
                  ):
-    "Resolve a family's config from a file and overrides, then train; returns the trainer's summary."
+    "Resolve a family's config from a file and overrides, check its `out_dir`, then train; returns the trainer's result."
     defaults, fn = family_entry(family)
     cfg = resolve_config(defaults, load_config(config_file) if config_file else {}, source=str(config_file or "defaults"))
     ov = overrides if isinstance(overrides, dict) else parse_overrides(overrides or [])
     cfg = resolve_config(defaults, cfg, source="--set", **ov) if ov else cfg
     if dry_run: return cfg
+    if cfg.get("out_dir"): check_out_dir_early(cfg["out_dir"])  # before any data is built
     rank, world = int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))  # set by torchrun / accelerate launch
     if world > 1 and family not in DDP_FAMILIES:
         if rank != 0: return None  # this family trains in one process: only rank 0 runs (and writes)
@@ -71,20 +193,32 @@ def run_training(family:str, # one of FAMILIES
         os.environ.update(WORLD_SIZE="1", LOCAL_WORLD_SIZE="1")  # fastai reads these: rank 0 is now a single process
     return fn(cfg)
 
-def main(argv:list[str]|None=None):
-    "Command-line entry point: `python -m vae_notebooks.train FAMILY -f CONFIG [--set key=value ...]`."
-    ap = argparse.ArgumentParser(prog="python -m vae_notebooks.train",
-        description="Train one of the vae_notebooks families from a YAML config (the same file papermill takes with -f).")
+def _parser(family:str|None=None):
+    ap = argparse.ArgumentParser(prog="python -m vae_notebooks.train", formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Train one of the vae_notebooks families from a YAML config (the same file papermill takes with -f).",
+        epilog=parameters_help(family) if family else "`python -m vae_notebooks.train FAMILY --help` lists that family's parameters.")
     ap.add_argument("family", choices=sorted(FAMILIES), help="which training entry point to run")
     ap.add_argument("-f", "--config", help="YAML file of parameters (see configs/)")
     ap.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help="override one parameter (repeatable; YAML value)")
     ap.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
     ap.add_argument("--track", metavar="LOGGERS", help="also log to 'tensorboard' and/or 'wandb' (offline), comma-separated; needs the tracking extra")
+    return ap
+
+def main(argv:list[str]|None=None):
+    "Command-line entry point: `python -m vae_notebooks.train FAMILY -f CONFIG [--set key=value ...]`."
+    argv = sys.argv[1:] if argv is None else list(argv)
+    asked = [a for a in argv if a in FAMILIES]
+    ap = _parser(asked[0] if asked and ("-h" in argv or "--help" in argv) else None)
     args = ap.parse_args(argv)
     if args.track: os.environ["VAE_NOTEBOOKS_TRACKING"] = args.track  # read by vae_learner in every family
-    try: res = run_training(args.family, args.config, args.overrides, dry_run=args.print_config)
-    except (ValueError, TypeError, FileNotFoundError) as e: ap.exit(2, f"error: {e}\n")
-    if args.print_config: print(yaml.safe_dump(res, sort_keys=False))
+    try:
+        cfg = run_training(args.family, args.config, args.overrides, dry_run=True)
+        if args.print_config: print(yaml.safe_dump(cfg, sort_keys=False)); return cfg
+        if cfg.get("out_dir"): check_out_dir_early(cfg["out_dir"])
+        res = run_training(args.family, args.config, args.overrides)
+    except (ValueError, TypeError, FileNotFoundError, NotADirectoryError, PermissionError) as e: ap.exit(2, f"error: {e}\n")
+    if int(os.environ.get("RANK", 0)) == 0 and cfg.get("out_dir"):
+        print("\n" + run_summary_text(cfg["out_dir"], args.family), flush=True)
     return res
 
 # %% ../nbs/60_train.ipynb #da15889f
