@@ -7,6 +7,10 @@ BIN := $(VENV)/bin
 PY := $(BIN)/python
 STAMP := $(VENV)/.install-stamp
 PIP := $(PY) -m pip install -q --disable-pip-version-check -c constraints.txt
+# OpenMP threads sleep instead of spinning while they wait: on a shared, busy machine torch's spinning default
+# ran training 16-50x slower (nbs/60a_runtime.ipynb). Exported to every target and the kernels they start
+# (papermill, JupyterLab); a value already in your environment wins.
+export OMP_WAIT_POLICY ?= PASSIVE
 
 .PHONY: install train test test-fast docs docs-check docs-js lab sync readme clean-runs help
 

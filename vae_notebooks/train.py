@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse, ast, importlib, importlib.util, io, json, os, sys, textwrap, tokenize
 from pathlib import Path
 import yaml
+import vae_notebooks.runtime  # before anything imports torch: OpenMP threads sleep rather than spin while they wait (60a_runtime)
 from .core import resolve_config
 
 # %% auto #0
