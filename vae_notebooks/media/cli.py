@@ -148,6 +148,20 @@ def _embedding_for(args, params, method):
         try: return load_genome_embeddings(method, [args.genome_id], db=db)[1][0], args.genome_id
         except KeyError: return _method_fn(method)(load_genome(args.genome_id, db=db)[1]), args.genome_id   # computed, not stored
 
+def _novelty(run:Path, model, emb) -> str|None:
+    "A warning when the genome is farther from every training genome than any training genome is from its nearest other one."
+    f = run/"dataset"/"C_train.npy"
+    if not f.is_file(): return None
+    sd, mu = model.cond_std.cpu().numpy(), model.cond_mean.cpu().numpy()
+    G = (np.unique(np.load(f, allow_pickle=False), axis=0) - mu) / sd
+    if len(G) < 2: return None
+    d = np.sqrt((((emb - mu) / sd - G) ** 2).sum(1)).min()
+    DD = np.sqrt(((G[:, None] - G[None]) ** 2).sum(-1)); np.fill_diagonal(DD, np.inf)
+    limit = DD.min(1).max()
+    if d <= limit: return None
+    return (f"warning: this genome is unlike the training genomes (distance {d:.3g} to the nearest, while no training genome is farther than "
+            f"{limit:.3g} from its nearest neighbour): the proposal is an extrapolation; treat it as a starting point")
+
 def _generate(args):
     from vae_notebooks.media.models import ConditionalMediaVAE, recipe
     run = Path(args.run)
@@ -160,6 +174,7 @@ def _generate(args):
         emb = (emb - np.load(run/"pca_mean.npy", allow_pickle=False)) @ np.load(run/"pca_components.npy", allow_pickle=False).T
     tab = recipe(model, emb, args.n_samples, args.temperature, args.seed, threshold=args.threshold)
     print(f"Proposed medium for {label} (model {run}, {args.n_samples} samples of z): {len(tab)} ingredients")
+    if (far := _novelty(run, model, emb)): print(far)
     show = tab.rename(columns=dict(g_per_l="g/L", g_per_l_p10="g/L 10%", g_per_l_p90="g/L 90%", in_samples="in samples"))
     print(show.drop(columns="id").to_string(index=False, float_format=lambda v: f"{v:.4g}"))
     unsure = tab[tab.probability < 0.8]

@@ -15,9 +15,8 @@ from fastcore.basics import noop
 from matplotlib.figure import Figure
 from ..core import set_seed, default_device, data_root, resolve_config, atomic_write_json, atomic_save_npy, atomic_path
 from ..losses import VAELoss
-from ..learner import vae_dataloaders, vae_learner, save_model, start_run, distributed, main_process_first, rank_device, world_size
-try: from vae_notebooks.learner import finish_run
-except ImportError: finish_run = None  # an engine without the run contract yet: summary.json is written here instead
+from ..learner import (vae_dataloaders, vae_learner, save_model, start_run, finish_run, distributed, main_process_first,
+                                   rank_device, world_size)
 from ..callbacks import is_main_process
 from .db import ORGANISM_TYPES, MediaDB, default_db_path
 from .genomes import default_world, required_ingredients, RULE_INGREDIENTS, TRAITS
@@ -274,8 +273,7 @@ def _evaluate(cfg, out_dir, ds, model, curriculum, train_s, steps_per_rank=None,
                    interpolation=dict(a=ga, b=gb, nacl_g_per_l=path[:, ds["ingredients"].index("nacl")].round(2).tolist() if "nacl" in ds["ingredients"] else None),
                    curriculum=history.to_dict("records"), curriculum_effect=effect.to_dict("records"),
                    figures=sorted(p.name for p in figs.glob("*.png")), world_size=world_size(), main_process=True, steps_per_rank=steps_per_rank)
-    if finish_run is not None: finish_run(out_dir, summary)
-    else: atomic_write_json(out_dir/"summary.json", summary)
+    finish_run(out_dir, summary)   # the engine's run contract: summary.json written atomically, RUN_INCOMPLETE removed
     return json.loads(json.dumps(summary, default=str))
 
 def _collapse(cfg, last, ds, model):
