@@ -1,112 +1,163 @@
-"""ABR speed benchmark: one training epoch over 16k simulated recordings, for the CVAE and the Transformer CVAE,
-through the engine (`vae_learner`) and through a plain PyTorch loop (the baseline), in the same process.
+"""ABR speed benchmark: the Transformer CVAE's training step, its layers before (the seed's `nn.TransformerEncoderLayer`
+stacks with dropout inside the 768-wide feed-forward and a causal decoder) and now (`TransformerBlock`: fused
+`F.scaled_dot_product_attention`, dropout on the residual branches only), a plain PyTorch loop against the engine
+(`vae_learner`), and the quality of both layer designs after the same training steps, all in one process.
 
-    python benchmarks/abr.py                      # CPU, both models, bs 32, writes benchmarks/results/abr_cpu.json
-    python benchmarks/abr.py --device cuda        # -> abr_cuda.json
-    python benchmarks/abr.py --quick              # 2k recordings, to check the script
+    python benchmarks/abr.py                       # 1 and 2 threads, writes benchmarks/results/abr_cpu.json
+    python benchmarks/abr.py --threads 2 --quick    # to check the script
 
-Reference: the 520k-parameter transformer CVAE was reported at 1.7 min/epoch on an Apple M1 CPU (bs 32, 16k recordings).
+The machine may be shared: every speed is also given as a ratio to a plain loop (or to the seed's layers) timed in
+the same run, interleaved, best of `--repeats`; `*_cpu_ms` is process CPU time (all threads). An epoch is 16,000
+recordings at batch 32 (500 steps), extrapolated from the per-step time.
 """
 import argparse, json, os, platform, time
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")   # on a shared CPU, spinning OpenMP threads made 2-thread steps ~10x slower
 from pathlib import Path
 import numpy as np
 import torch
+from torch import nn
+import torch.nn.functional as F
 
-from vae_notebooks.core import set_seed, default_device, atomic_write_json
+from vae_notebooks.core import set_seed, default_device, atomic_write_json, reparameterize
 from vae_notebooks.abr.data import simulate_abr, ABRData, ABRDataset
-from vae_notebooks.abr.models import CVAE, TransformerCVAE, ABRLoss
+from vae_notebooks.abr.models import TransformerCVAE, ABRLoss, _observed
 from vae_notebooks.abr.train import beta_schedule, StepLR
 from vae_notebooks.learner import vae_dataloaders, vae_learner
 
 KEYS = ("wave", "static", "peaks", "mask")
-MODELS = {
-    "cvae": lambda: CVAE(),
-    "cvae_joint": lambda: CVAE(joint_generation=True),
-    "transformer_p4": lambda: TransformerCVAE(patch_size=4),   # the default: 50 waveform tokens
-    "transformer_p1": lambda: TransformerCVAE(patch_size=1),   # one token per sample (200 tokens), like the reported model
-    "transformer_fast": lambda: TransformerCVAE(patch_size=8, dim_feedforward=256),   # 25 tokens, lean FFN (~0.27M params)
-}
+EPOCH_STEPS = 16000//32
 
 
-def plain_epoch(model, t, bs, device, lr=1e-4, clip=1.0, beta=0.001, max_steps=None):
-    "The baseline: tensors on the device, a random permutation, forward / loss / backward / clip / Adam step."
-    opt = torch.optim.Adam(model.parameters(), lr=lr); loss = ABRLoss(beta=beta, peak_weight=0.8)
-    t = {k: v.to(device) for k, v in t.items()}; n = len(t["wave"])
-    perm = torch.randperm(n, device=device); steps = 0
-    model.train(); sync(device); t0, c0 = time.perf_counter(), time.process_time()
-    for i in range(0, n - bs + 1, bs):
-        idx = perm[i:i + bs]; b = [t[k][idx] for k in KEYS]
+class SeedTransformerCVAE(TransformerCVAE):
+    "The seed's layers, for timing and quality comparison: PyTorch's transformer layers, FF dropout, causal decoder mask."
+    def __init__(self, dropout=0.1, **kw):
+        super().__init__(dropout=dropout, **kw)
+        layer = lambda cls: cls(self.d_model, 4, self.config["dim_feedforward"], dropout, activation="gelu", batch_first=True, norm_first=True)
+        self.encoder = nn.TransformerEncoder(layer(nn.TransformerEncoderLayer), self.config["n_layers"], enable_nested_tensor=False)
+        self.decoder = nn.TransformerDecoder(layer(nn.TransformerDecoderLayer), self.config["n_layers"])
+        self.register_buffer("causal_mask", nn.Transformer.generate_square_subsequent_mask(self.n_tokens), persistent=False)
+
+    def encode(self, wave, static, peaks=None, mask=None):
+        B = wave.shape[0]
+        if self.training and peaks is not None: mask = mask*(torch.rand(B, 1) >= self.feature_dropout).to(mask)
+        tok_wave = self.wave_embed(wave.view(B, self.n_tokens, self.patch_size)) + self.pos + self.type_embed[2]
+        parts = [self.cls.expand(B, -1, -1), self.static_embed(static)[:, None] + self.type_embed[0]]
+        if peaks is not None:
+            feat = _observed(peaks, mask)[..., None]*self.feat_weight + self.feat_bias
+            parts.append(torch.where(mask.bool()[..., None], feat, self.mask_embed.expand(B, -1, -1)) + self.type_embed[1])
+        h = self.enc_norm(self.encoder(torch.cat(parts + [tok_wave], 1)))
+        h = torch.cat([h[:, 0], h[:, 1]], 1)
+        return self.to_mu(h), self.to_logvar(h)
+
+    def decode(self, z, static):
+        B = z.shape[0]; s = self.dec_static_embed(static)
+        memory = torch.cat([self.z_to_memory(z).view(B, self.n_memory, self.d_model), s[:, None]], 1)
+        h = self.decoder(self.queries.expand(B, -1, -1), memory, tgt_mask=self.causal_mask, tgt_is_causal=True)
+        out = {"recon": self.to_wave(self.dec_norm(h)).reshape(B, self.n_samples)}
+        p = self.peak_head(torch.cat([z, s], 1)); out["peaks"], out["presence"] = p[:, :self.n_peaks], p[:, self.n_peaks:]
+        return out
+
+
+MODELS = {"seed_layers": lambda: SeedTransformerCVAE(), "new_layers": lambda: TransformerCVAE(),
+          "new_layers_causal": lambda: TransformerCVAE(causal=True)}
+
+
+def plain_steps(model, t, n_steps, bs=32, seed=0, warmup=3):
+    "The baseline loop: a random permutation, forward / loss / backward / clip / Adam. Returns (wall s, cpu s) of the timed steps."
+    g = torch.Generator().manual_seed(seed); opt = torch.optim.Adam(model.parameters(), lr=1e-4); loss = ABRLoss(beta=0.001, peak_weight=0.8)
+    n = len(t["wave"]); perm = torch.randperm(n, generator=g); model.train()
+    for i in range(warmup + n_steps):
+        if i == warmup: t0, c0 = time.perf_counter(), time.process_time()
+        idx = perm[(i*bs) % (n - bs):(i*bs) % (n - bs) + bs]; b = [t[k][idx] for k in KEYS]
         total, _ = loss(model(*b), *b)
-        opt.zero_grad(set_to_none=True); total.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), clip); opt.step()
-        steps += 1
-        if max_steps and steps >= max_steps: break
-    sync(device)
-    return time.perf_counter() - t0, time.process_time() - c0, steps
+        opt.zero_grad(set_to_none=True); total.backward(); torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0); opt.step()
+    return time.perf_counter() - t0, time.process_time() - c0
 
 
-def engine_epoch(model, data, bs, device, augment, diagnostics):
-    "One epoch through vae_learner (KL warm-up, grad clip, StepLR, loss-component logging, diagnostics on a small valid set)."
-    dls = vae_dataloaders(ABRDataset(data, "train", augment=augment), ABRDataset(data, "valid"), bs=bs, n_inp=4, device=device, seed=0)
-    learn = vae_learner(dls, model, ABRLoss(beta=0.0, peak_weight=0.8), beta_schedule=beta_schedule(0.005, 60), lr=1e-4,
-                        grad_clip=1.0, patience=15, progress=False, diagnostics=diagnostics, amp="auto",
-                        cbs=[StepLR(30, 0.5)])
-    learn.logger = lambda *a, **k: None
-    sync(device); t0, c0 = time.perf_counter(), time.process_time()
-    learn.fit(1, 1e-4)
-    sync(device)
-    return time.perf_counter() - t0, time.process_time() - c0, len(dls.train)
+@torch.no_grad()
+def plain_valid(model, t, bs=256):
+    model.eval(); loss = ABRLoss(beta=0.001, peak_weight=0.8)
+    for i in range(0, len(t["wave"]), bs):
+        b = [t[k][i:i + bs] for k in KEYS]; loss(model(*b), *b)
 
 
-def sync(device):
-    if torch.device(device).type == "cuda": torch.cuda.synchronize()
+def engine_vs_plain(data, n_steps, repeats):
+    "One epoch of `n_steps` steps through vae_learner (with its validation pass) against the plain loop + the same validation pass."
+    rows = []
+    for r in range(repeats):
+        set_seed(r); model = TransformerCVAE()
+        t0, c0 = time.perf_counter(), time.process_time()
+        plain_steps(model, data.tensors("train"), n_steps, warmup=0); plain_valid(model, data.tensors("valid"))
+        plain = (time.perf_counter() - t0, time.process_time() - c0)
+        set_seed(r); model = TransformerCVAE()
+        dls = vae_dataloaders(ABRDataset(data, "train", augment=True), ABRDataset(data, "valid"), bs=32, n_inp=4, device="cpu", seed=r)
+        learn = vae_learner(dls, model, ABRLoss(beta=0.0, peak_weight=0.8), beta_schedule=beta_schedule(0.005, 60), lr=1e-4,
+                            grad_clip=1.0, patience=15, progress=False, diagnostics=True, amp=False, cbs=[StepLR(30, 0.5)])
+        learn.logger = lambda *a, **k: None
+        t0, c0 = time.perf_counter(), time.process_time(); learn.fit(1, 1e-4)
+        eng = (time.perf_counter() - t0, time.process_time() - c0)
+        rows.append(dict(plain_s=plain[0], plain_cpu_s=plain[1], engine_s=eng[0], engine_cpu_s=eng[1], steps=len(dls.train)))
+    best = lambda k: min(r[k] for r in rows)
+    return dict(steps_per_epoch=rows[0]["steps"], n_valid=len(data.tensors("valid")["wave"]), repeats=repeats,
+                plain_s=round(best("plain_s"), 2), engine_s=round(best("engine_s"), 2),
+                plain_cpu_s=round(best("plain_cpu_s"), 2), engine_cpu_s=round(best("engine_cpu_s"), 2),
+                engine_over_plain_wall=round(best("engine_s")/best("plain_s"), 3),
+                engine_over_plain_cpu=round(best("engine_cpu_s")/best("plain_cpu_s"), 3))
+
+
+@torch.no_grad()
+def quality(model, data):
+    "Validation waveform MSE and wave V latency MAE (ms) with every clinical input masked, z = mu."
+    model.eval(); t = data.tensors("valid")
+    out = model(t["wave"], t["static"], torch.zeros_like(t["peaks"]), torch.zeros_like(t["mask"]), sample=False)
+    s = data.normalizer.stats; m = t["mask"][:, 2].bool()
+    mae = ((out["peaks"][:, 2] - t["peaks"][:, 2]).abs()[m].mean()*s["latency_V_std"]).item()
+    return dict(valid_wave_mse=round(F.mse_loss(out["recon"], t["wave"]).item(), 4), valid_latency_V_mae_ms_marks_hidden=round(mae, 4))
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--n-train", type=int, default=16000)
-    ap.add_argument("--n-valid", type=int, default=512)
-    ap.add_argument("--bs", type=int, nargs="+", default=[32])
-    ap.add_argument("--models", nargs="+", default=["cvae", "transformer_p4", "transformer_p1"], choices=list(MODELS))
-    ap.add_argument("--device", default=None)
-    ap.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
-    ap.add_argument("--max-steps", type=int, default=0, help="plain loop only: stop after this many steps and extrapolate (0: full epoch)")
-    ap.add_argument("--skip-engine", nargs="*", default=[], help="models to time with the plain loop only")
+    ap.add_argument("--threads", type=int, nargs="+", default=[1, 2])
+    ap.add_argument("--steps", type=int, default=20, help="timed training steps per measurement")
+    ap.add_argument("--repeats", type=int, default=2, help="interleaved repetitions (best kept)")
+    ap.add_argument("--engine-steps", type=int, default=60, help="steps of the engine-vs-plain epoch (0: skip)")
+    ap.add_argument("--quality-steps", type=int, default=300, help="training steps before the quality comparison (0: skip)")
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--out", default=None)
     a = ap.parse_args()
-    if a.quick: a.n_train, a.n_valid = 2000, 256
-    if a.threads: torch.set_num_threads(a.threads)
-    device = default_device(a.device); set_seed(0)
-    t0 = time.perf_counter()
-    df = simulate_abr(a.n_train + a.n_valid, seed=0)
-    split = np.array(["train"]*a.n_train + ["valid"]*a.n_valid)
-    data = ABRData(df, split=split)
-    sim_s = time.perf_counter() - t0
-    print(f"device {device}, torch threads {torch.get_num_threads()}, {a.n_train} train recordings (simulated in {sim_s:.1f} s), "
-          f"load average {os.getloadavg()[0]:.1f}", flush=True)
-    rows = []
-    for name in a.models:
-        for bs in a.bs:
-            set_seed(0); model = MODELS[name]().to(device); n_params = sum(p.numel() for p in model.parameters())
-            secs, cpu, steps = plain_epoch(model, data.tensors("train"), bs, device, max_steps=a.max_steps or None)
-            full = a.n_train//bs
-            plain_s, plain_cpu = secs*full/steps, cpu*full/steps
-            row = dict(model=name, params=n_params, bs=bs, steps_per_epoch=full, plain_epoch_s=round(plain_s, 2),
-                       plain_epoch_cpu_s=round(plain_cpu, 2), plain_extrapolated=steps < full, load_avg=round(os.getloadavg()[0], 1))
-            if name not in a.skip_engine:
-                set_seed(0); model = MODELS[name]().to(device)
-                eng_s, eng_cpu, eng_steps = engine_epoch(model, data, bs, device, augment=True, diagnostics=True)
-                row.update(engine_epoch_s=round(eng_s, 2), engine_epoch_cpu_s=round(eng_cpu, 2),
-                           engine_overhead_cpu=round(eng_cpu/plain_cpu, 2), load_avg_after=round(os.getloadavg()[0], 1))
-            row["speedup_vs_reported_m1_wall"] = round(102.0/row.get("engine_epoch_s", plain_s), 2) if name.startswith("transformer") else None
-            rows.append(row); print(json.dumps(row), flush=True)
-    res = dict(benchmark="abr one epoch", device=str(device), device_name=torch.cuda.get_device_name() if device.type == "cuda" else platform.processor() or platform.machine(),
-               torch=torch.__version__, threads=torch.get_num_threads(), cpu_count=os.cpu_count(), n_train=a.n_train, n_valid=a.n_valid,
-               note="engine epoch includes the validation pass over n_valid recordings with diagnostics; plain loop is training only. "
-                    "The machine is shared: see load_avg per row; *_cpu_s is the process CPU time (all threads), less sensitive to sharing.",
-               reported_m1_transformer_epoch_s=102.0, results=rows)
-    out = Path(a.out) if a.out else Path(__file__).parent/"results"/f"abr_{device.type}{'_quick' if a.quick else ''}.json"
+    if a.quick: a.steps, a.repeats, a.engine_steps, a.quality_steps = 5, 1, 10, 20
+    n_train = max(a.engine_steps*32, 3200); set_seed(0)
+    df = simulate_abr(n_train + 512, seed=0)
+    data = ABRData(df, split=np.array(["train"]*n_train + ["valid"]*512))
+    res = dict(benchmark="abr transformer step", omp_wait_policy=os.environ.get("OMP_WAIT_POLICY"), device="cpu", device_name=platform.processor() or platform.machine(), torch=torch.__version__,
+               cpu_count=os.cpu_count(), load_avg_start=round(os.getloadavg()[0], 1), epoch_steps=EPOCH_STEPS, batch_size=32, speed={}, engine={}, quality={})
+    for th in a.threads:
+        torch.set_num_threads(th); per = {k: [] for k in MODELS}
+        for r in range(a.repeats):
+            for name, make in MODELS.items():
+                set_seed(0); wall, cpu = plain_steps(make(), data.tensors("train"), a.steps, seed=r)
+                per[name].append((wall/a.steps, cpu/a.steps))
+        best = {k: (min(w for w, _ in v), min(c for _, c in v)) for k, v in per.items()}
+        res["speed"][f"{th}_threads"] = {k: dict(step_ms=round(1000*w, 1), step_cpu_ms=round(1000*c, 1), epoch_s_extrapolated=round(w*EPOCH_STEPS, 1),
+                                                 ratio_to_seed_wall=round(w/best["seed_layers"][0], 3), ratio_to_seed_cpu=round(c/best["seed_layers"][1], 3))
+                                         for k, (w, c) in best.items()}
+        res["speed"][f"{th}_threads"]["load_avg"] = round(os.getloadavg()[0], 1)
+        print(th, "threads:", json.dumps(res["speed"][f"{th}_threads"]), flush=True)
+        if a.engine_steps:
+            sub = ABRData(df.iloc[:a.engine_steps*32 + 512].reset_index(drop=True), split=np.array(["train"]*(a.engine_steps*32) + ["valid"]*512))
+            res["engine"][f"{th}_threads"] = engine_vs_plain(sub, a.engine_steps, a.repeats); print(" engine:", json.dumps(res["engine"][f"{th}_threads"]), flush=True)
+    if a.quality_steps:
+        torch.set_num_threads(max(a.threads))
+        for name, make in MODELS.items():
+            set_seed(0); model = make(); plain_steps(model, data.tensors("train"), a.quality_steps, seed=0, warmup=0)
+            res["quality"][name] = quality(model, data); print(" quality", name, res["quality"][name], flush=True)
+        res["quality"]["steps"] = a.quality_steps
+    res["load_avg_end"] = round(os.getloadavg()[0], 1)
+    res["note"] = ("speed: plain-loop training steps (bs 32) per layer design, best of the interleaved repeats; epoch = 500 steps extrapolated. "
+                   "engine: one epoch of engine_steps steps through vae_learner (augmentation, KL warm-up, clipping, StepLR, diagnostics, "
+                   "its validation pass) vs the plain loop + a plain validation pass over the same recordings. quality: the same seed and "
+                   "steps for each design, scored on 512 held-out recordings with the clinical inputs masked.")
+    out = Path(a.out) if a.out else Path(__file__).parent/"results"/f"abr_cpu{'_quick' if a.quick else ''}.json"
     atomic_write_json(out, res); print(f"wrote {out}")
 
 

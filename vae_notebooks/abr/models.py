@@ -169,12 +169,13 @@ class ABRLoss:
 class TransformerBlock(nn.Module):
     "Pre-norm transformer block: self-attention, optional cross-attention to a memory, GELU feed-forward."
     def __init__(self, d_model:int, n_heads:int, dim_feedforward:int,
-                 dropout:float=0.1, # on attention weights and on each residual branch's output
+                 dropout:float=0.1, # on each residual branch's output
                  ff_dropout:float=0.0, # on the feed-forward hidden activations (the seed's costly one)
-                 cross:bool=False): # add cross-attention (a decoder block)
+                 cross:bool=False, # add cross-attention (a decoder block)
+                 attn_dropout:float=0.0): # on the attention weights (> 0 takes PyTorch's unfused attention path)
         super().__init__()
         if d_model % n_heads: raise ValueError(f"d_model={d_model} must be divisible by n_heads={n_heads}")
-        self.n_heads, self.dropout, self.ff_dropout = n_heads, dropout, ff_dropout
+        self.n_heads, self.dropout, self.ff_dropout, self.attn_dropout = n_heads, dropout, ff_dropout, attn_dropout
         self.norm_sa, self.qkv, self.out_sa = nn.LayerNorm(d_model), nn.Linear(d_model, 3*d_model), nn.Linear(d_model, d_model)
         if cross:
             self.norm_ca, self.q_ca, self.kv_ca = nn.LayerNorm(d_model), nn.Linear(d_model, d_model), nn.Linear(d_model, 2*d_model)
@@ -185,7 +186,7 @@ class TransformerBlock(nn.Module):
     def _heads(self, x:Tensor) -> Tensor: return x.unflatten(-1, (self.n_heads, -1)).transpose(1, 2)   # [B, H, T, d/H]
 
     def _attend(self, q, k, v, causal:bool) -> Tensor:
-        p = self.dropout if self.training else 0.0
+        p = self.attn_dropout if self.training else 0.0
         o = F.scaled_dot_product_attention(self._heads(q), self._heads(k), self._heads(v), dropout_p=p, is_causal=causal)
         return o.transpose(1, 2).flatten(2)
 
@@ -209,16 +210,17 @@ class TransformerCVAE(nn.Module):
                  d_model:int=64, n_heads:int=4, n_layers:int=2, # encoder and decoder depth each
                  dim_feedforward:int=768, patch_size:int=4, # samples per waveform token (1 = per sample)
                  n_memory:int=4, # tokens z is projected to for cross-attention
-                 dropout:float=0.1, # attention weights and residual branches
+                 dropout:float=0.1, # on each block's residual branches
                  peak_head:bool=True,
                  feature_dropout:float=0.5, # training: probability of hiding a recording's clinical features
                  causal:bool=False, # causal self-attention in the decoder (the seed's choice; measured below)
-                 ff_dropout:float=0.0): # dropout inside the feed-forward layers
+                 ff_dropout:float=0.0, # dropout inside the feed-forward layers
+                 attn_dropout:float=0.0): # dropout on attention weights
         super().__init__()
         store_config(self, n_samples=n_samples, static_dim=static_dim, n_peaks=n_peaks, latent_dim=latent_dim,
                      d_model=d_model, n_heads=n_heads, n_layers=n_layers, dim_feedforward=dim_feedforward,
                      patch_size=patch_size, n_memory=n_memory, dropout=dropout, peak_head=peak_head,
-                     feature_dropout=feature_dropout, causal=causal, ff_dropout=ff_dropout)
+                     feature_dropout=feature_dropout, causal=causal, ff_dropout=ff_dropout, attn_dropout=attn_dropout)
         if n_samples % patch_size: raise ValueError(f"patch_size={patch_size} must divide n_samples={n_samples}")
         if not 0 <= feature_dropout <= 1: raise ValueError(f"feature_dropout must be in [0, 1], got {feature_dropout}")
         self.n_samples, self.static_dim, self.n_peaks, self.latent_dim = n_samples, static_dim, n_peaks, latent_dim
@@ -232,7 +234,7 @@ class TransformerCVAE(nn.Module):
         self.feat_bias = nn.Parameter(0.02*torch.randn(n_peaks, d_model))
         self.mask_embed = nn.Parameter(0.02*torch.randn(n_peaks, d_model))    # stands in for a missing feature
         self.type_embed = nn.Parameter(0.02*torch.randn(3, d_model))           # cls/static, feature, waveform
-        block = lambda cross: TransformerBlock(d_model, n_heads, dim_feedforward, dropout, ff_dropout, cross=cross)
+        block = lambda cross: TransformerBlock(d_model, n_heads, dim_feedforward, dropout, ff_dropout, cross=cross, attn_dropout=attn_dropout)
         self.encoder = nn.ModuleList([block(False) for _ in range(n_layers)])
         self.enc_norm = nn.LayerNorm(d_model)
         self.to_mu, self.to_logvar = nn.Linear(2*d_model, latent_dim), nn.Linear(2*d_model, latent_dim)
