@@ -267,7 +267,7 @@ def render_site(nbs: dict, out_dir, entries, site_title="docs", site_url="", sty
     return bad
 
 
-def build(names=None, skip_proc=False, out_dir=None):
+def build(names=None, skip_proc=False, out_dir=None, skip_file_re=None):
     "Process the notebooks with nbdev (unless `skip_proc`) and write the site."
     import nbformat
     from nbdev.config import get_config
@@ -282,8 +282,13 @@ def build(names=None, skip_proc=False, out_dir=None):
         import nbdev.doclinks
         refresh_quarto_yml()
         nbdev.doclinks._build_modidx()
-        cache = proc_nbs(cfg.nbs_path, n_workers=2)
-    sources = sorted(p.name for p in cfg.nbs_path.glob("*.ipynb") if not p.name.startswith(("_", ".")))
+        try: cache = proc_nbs(cfg.nbs_path, n_workers=2, **({"skip_file_re": skip_file_re} if skip_file_re else {}))
+        except Exception as e:  # nbdev runs each page's import, export and show_doc cells: name the page that failed
+            msg = str(e).strip().splitlines()
+            sys.exit("docs site: nbdev could not process a notebook (its import/export/show_doc cells must run on their own):\n  "
+                     + "\n  ".join([msg[0], "...", msg[-1]] if len(msg) > 2 else msg))
+    sources = sorted(p.name for p in cfg.nbs_path.glob("*.ipynb") if not p.name.startswith(("_", "."))
+                     and not (skip_file_re and re.search(skip_file_re, p.name)))
     missing = [n for n in sources if not (cache/n).exists()]
     if missing and skip_proc:
         print(f"docs site: warning: --skip-proc: no processed page yet for {missing} (left out)")
@@ -307,6 +312,7 @@ if __name__ == "__main__":
     ap.add_argument("--skip-proc", action="store_true", help="reuse _proc/ from the last build (faster while editing)")
     ap.add_argument("--vendor-only", action="store_true", help="only fetch the pinned MathJax and mermaid files")
     ap.add_argument("--out", default=None, help="output folder (default: the doc_path of pyproject, _docs)")
+    ap.add_argument("--skip-file-re", default=None, help="leave out notebooks whose name matches (local use, e.g. '^(_|\\.|02a_)')")
     a = ap.parse_args()
     if a.vendor_only: vendor(); sys.exit(0)
-    build(a.names or None, a.skip_proc, a.out)
+    build(a.names or None, a.skip_proc, a.out, a.skip_file_re)
