@@ -3,7 +3,7 @@ stacks with dropout inside the 768-wide feed-forward and a causal decoder) and n
 `F.scaled_dot_product_attention`, dropout on the residual branches only), a plain PyTorch loop against the engine
 (`vae_learner`), and the quality of both layer designs after the same training steps, all in one process.
 
-    python benchmarks/abr.py                       # 1 and 2 threads, writes benchmarks/results/abr_cpu.json
+    python benchmarks/abr.py                       # 1 and 2 threads, writes benchmarks/results/abr_cpu_transformer.json
     python benchmarks/abr.py --threads 2 --quick    # to check the script
 
 The machine may be shared: every speed is also given as a ratio to a plain loop (or to the seed's layers) timed in
@@ -157,7 +157,7 @@ def main():
                    "engine: one epoch of engine_steps steps through vae_learner (augmentation, KL warm-up, clipping, StepLR, diagnostics, "
                    "its validation pass) vs the plain loop + a plain validation pass over the same recordings. quality: the same seed and "
                    "steps for each design, scored on 512 held-out recordings with the clinical inputs masked.")
-    out = Path(a.out) if a.out else Path(__file__).parent/"results"/f"abr_cpu{'_quick' if a.quick else ''}.json"
+    out = Path(a.out) if a.out else Path(__file__).parent/"results"/f"abr_cpu_transformer{'_quick' if a.quick else ''}.json"
     atomic_write_json(out, res); print(f"wrote {out}")
 
 
