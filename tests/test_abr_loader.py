@@ -95,3 +95,19 @@ def test_latency_in_samples_counts_from_the_first_sample(small):
                      pd.DataFrame(w, columns=[str(i + 1) for i in range(220)])], axis=1)
     back = load_abr(exp, sampling_rate_hz=20000, prestim_ms=1.0, latency_unit="samples")
     assert np.nanmax(np.abs(back.latency_V - small.latency_V)) <= DT_MS/2 + 1e-9
+
+
+def test_loader_options_reach_train_abr_config(small, tmp_path):
+    "Every load_abr option is a train_abr config key, and abr_frame passes them through (papermill -p / CLI --set reach them)."
+    from vae_notebooks.abr.train import DEFAULTS, LOADER_OPTIONS, abr_frame
+    from vae_notebooks.core import resolve_config
+    assert set(LOADER_OPTIONS) <= set(DEFAULTS) and {"source_window_ms", "waveform_cols", "sheet_name", "hearing_loss_map"} <= set(LOADER_OPTIONS)
+    w = np.concatenate([np.zeros((len(small), 20)), small[list(WAVEFORM_COLS)].to_numpy()], 1)
+    p = tmp_path/"export.csv"
+    pd.concat([small.iloc[:, :12].assign(hearing_loss="Mixed"), pd.DataFrame(w, columns=[str(i + 1) for i in range(220)])], axis=1).to_csv(p, index=False)
+    cfg = resolve_config(DEFAULTS, dict(data_path=str(p)), source="test")
+    with pytest.raises(ValueError, match="no time axis"): abr_frame(cfg)
+    cfg = resolve_config(DEFAULTS, dict(data_path=str(p), sampling_rate_hz=20000.0, prestim_ms=1.0, hearing_loss_map={"mixed": "conductive"}), source="test")
+    out = abr_frame(cfg)
+    np.testing.assert_allclose(out[list(WAVEFORM_COLS)].to_numpy(), small[list(WAVEFORM_COLS)].to_numpy(), atol=1e-6)
+    assert set(out.hearing_loss) == {"conductive"}
