@@ -86,10 +86,15 @@ def test_padding_does_not_change_fit_or_forecast(fitted):
     d1 = fit_subject_offsets(ode, junk_t, junk_mu[..., 0], b["mask"])
     torch.testing.assert_close(d1, d0, atol=1e-4, rtol=1e-4)
     # a subject solved inside the padded batch gives what it gives alone, at its real visits
+    # (tight tolerances: an adaptive solver picks its steps for the whole batch, so the fitted 1e-3 differs by ~1e-3)
     i = counts.index(min(counts))
-    batch = model(subj, b["times"], b["mask"], b["mu"][:, 0])["pred"][i, :counts[i]].detach()
-    alone = model(subj[i:i + 1], trajs[i].times[None], torch.ones(1, counts[i], dtype=torch.bool), trajs[i].mu[:1])["pred"][0].detach()
-    torch.testing.assert_close(batch, alone, atol=1e-4, rtol=1e-4)
+    tol = ode.rtol, ode.atol
+    ode.rtol, ode.atol = 1e-7, 1e-8
+    try:
+        batch = model(subj, junk_t, b["mask"], b["mu"][:, 0])["pred"][i, :counts[i]].detach()
+        alone = model(subj[i:i + 1], trajs[i].times[None], torch.ones(1, counts[i], dtype=torch.bool), trajs[i].mu[:1])["pred"][0].detach()
+    finally: ode.rtol, ode.atol = tol
+    torch.testing.assert_close(batch, alone, atol=1e-5, rtol=1e-5)
     with pytest.raises(ValueError, match="strictly increasing"):
         SubjectTrajectory("bad", [0.0, 1.0, 0.5], torch.zeros(3, 3))
 
@@ -245,7 +250,7 @@ def test_calibrated_band_coverage_on_simulated_cohort():
 def test_latent_ode_beats_no_growth_on_simulated_cohort():
     "Mostly growing lesions read with a small error: the latent ODE must beat no growth by a margin, at both horizons, and know the classes better."
     from vae_notebooks.mri.growth import simulate_growth_cohort, compare_forecasts
-    visits, mu = simulate_growth_cohort(60, readout_noise=0.1, class_mix={"grow": 0.8, "stable": 0.2}, seed=3)
+    visits, mu = simulate_growth_cohort(60, readout_noise=0.1, class_mix={"growing": 0.8, "stable": 0.2}, seed=3)
     res = compare_forecasts(_split(visits, 20, 10), mu, 0, (1.0, 2.3), settings=("images",), horizons=(1, 2), **ODE_FAST)
     s = res["summary"].set_index(["horizon", "method"])
     for h in (1, 2):

@@ -40,7 +40,7 @@ def forecast_linear_log(times, log_volume, t_new):
 # %% ../../nbs/25_mri.growth.ipynb #7d119a0b
 def fit_gompertz_volumes(times, # visit times (years)
                          log_volume, # observed log volumes (log ml)
-                         prior:dict|None=None, # cohort values: log_alpha, log_K and their std (log_alpha_std, log_K_std)
+                         prior:dict|None=None, # cohort values (`cohort_gompertz_fit`): log_alpha, log_K_gap, their std, noise
                          ) -> dict:
     "Fit `log V0, log K, alpha` of a Gompertz curve to one subject's log volumes (scipy least squares, optional prior)."
     t, y = np.asarray(times, float), np.asarray(log_volume, float)
@@ -48,39 +48,41 @@ def fit_gompertz_volumes(times, # visit times (years)
     t0 = t[0]
     if prior is None and len(t) < 3: raise ValueError(f"a Gompertz fit needs >= 3 visits without a prior, got {len(t)}")
     p = prior or {}
-    la0 = p.get("log_alpha", math.log(0.5)); lK0 = p.get("log_K", y.max() + 1.0)
-    lK0 = max(lK0, y.max() + 0.05)
-    def resid(theta):
-        ly0, lK, la = theta
-        r = gompertz_log_volume(t, ly0, lK, math.exp(la), t0) - y
+    la0, gap0 = p.get("log_alpha", math.log(0.5)), p.get("log_K_gap", 1.0)
+    def resid(theta):                                            # theta = (log V0, log K - log V0, log alpha)
+        ly0, gap, la = theta
+        r = gompertz_log_volume(t, ly0, ly0 + gap, math.exp(la), t0) - y
         if prior is not None:
-            r = np.r_[r, p.get("noise", 0.1) * np.array([(la - p["log_alpha"]) / p["log_alpha_std"], (lK - p["log_K"]) / p["log_K_std"]])]
+            r = np.r_[r, p["noise"] * np.array([(la - p["log_alpha"]) / p["log_alpha_std"], (gap - p["log_K_gap"]) / p["log_K_gap_std"]])]
         return r
-    sol = least_squares(resid, x0=[y[0], lK0, la0], method="trf", bounds=([-20, -20, math.log(1e-3)], [20, 20, math.log(20.)]))
-    ly0, lK, la = sol.x
-    return dict(log_v0=float(ly0), log_K=float(lK), alpha=float(math.exp(la)), t0=float(t0), success=bool(sol.success))
+    sol = least_squares(resid, x0=[y[0], gap0, la0], method="trf", bounds=([-20, -10, math.log(1e-3)], [20, 10, math.log(20.)]))
+    ly0, gap, la = sol.x
+    return dict(log_v0=float(ly0), log_K=float(ly0 + gap), alpha=float(math.exp(la)), t0=float(t0), success=bool(sol.success))
 
 def cohort_gompertz_fit(trajectories:list, # (times, log_volume) per training subject
                         ) -> dict:
-    "Pooled Gompertz fit over training subjects (shared alpha and K, own start values) -> a prior for `fit_gompertz_volumes`."
+    "Cohort prior for `fit_gompertz_volumes` from per-subject fits: median and spread of log alpha and of log(K/V0), and the noise level."
     trajectories = [(np.asarray(t, float), np.asarray(y, float)) for t, y in trajectories if len(t) >= 2]
     if not trajectories: raise ValueError("cohort_gompertz_fit needs subjects with >= 2 visits")
-    ymax = max(y.max() for _, y in trajectories)
-    def resid(theta):
-        lK, la, starts = theta[0], theta[1], theta[2:]
-        return np.concatenate([gompertz_log_volume(t, s, lK, math.exp(la), t[0]) - y for (t, y), s in zip(trajectories, starts)])
-    x0 = np.r_[ymax + 0.5, math.log(0.5), [y[0] for _, y in trajectories]]
-    sol = least_squares(resid, x0=x0, method="trf")
-    per = [fit_gompertz_volumes(t, y, dict(log_alpha=sol.x[1], log_K=sol.x[0], log_alpha_std=1.0, log_K_std=1.0)) for t, y in trajectories]
-    la = np.log([f["alpha"] for f in per]); lK = np.array([f["log_K"] for f in per])
-    noise = float(np.sqrt(np.mean(resid(sol.x) ** 2)))
-    return dict(log_alpha=float(sol.x[1]), log_K=float(sol.x[0]), log_alpha_std=float(max(la.std(), 0.2)),
-                log_K_std=float(max(lK.std(), 0.2)), noise=max(noise, 0.02))
+    pinned = [(t, y) for t, y in trajectories if len(t) >= 3] or trajectories
+    # empirical Bayes in two passes: wide prior -> cohort medians and spreads -> refit under them. The noise level
+    # is that of per-subject fits (degrees of freedom: visits - 3), not the misfit of one curve shared by all.
+    prior = dict(log_alpha=math.log(0.3), log_alpha_std=1.0, log_K_gap=0.0, log_K_gap_std=1.5, noise=0.1)
+    for _ in range(2):
+        per = [fit_gompertz_volumes(t, y, prior) for t, y in pinned]
+        sq = [float(np.sum((gompertz_log_volume(t, f["log_v0"], f["log_K"], f["alpha"], f["t0"]) - y) ** 2)) for (t, y), f in zip(pinned, per)]
+        dof = [len(t) - 3 for t, _ in pinned]
+        noise = math.sqrt(sum(q for q, d in zip(sq, dof) if d > 0) / sum(d for d in dof if d > 0)) if any(d > 0 for d in dof) else 0.1
+        la = np.log([f["alpha"] for f in per]); gap = np.array([f["log_K"] - f["log_v0"] for f in per])
+        prior = dict(log_alpha=float(np.median(la)), log_alpha_std=float(np.clip(la.std(), 0.2, 2.0)),
+                     log_K_gap=float(np.median(gap)), log_K_gap_std=float(np.clip(gap.std(), 0.2, 3.0)), noise=max(noise, 0.02))
+    return prior
 
 def forecast_gompertz_volumes(times, log_volume, t_new, prior:dict):
-    "Log volume at `t_new` from `fit_gompertz_volumes` (with one visit: the cohort alpha and K from that visit)."
+    "Log volume at `t_new` and the fitted alpha from `fit_gompertz_volumes` (one visit: the cohort alpha and K/V0 from that visit)."
     if len(np.atleast_1d(times)) < 2:
-        return gompertz_log_volume(np.asarray(t_new, float), float(np.asarray(log_volume)[-1]), prior["log_K"], math.exp(prior["log_alpha"]), float(np.asarray(times)[-1])), math.exp(prior["log_alpha"])
+        y = float(np.asarray(log_volume)[-1])
+        return gompertz_log_volume(np.asarray(t_new, float), y, y + prior["log_K_gap"], math.exp(prior["log_alpha"]), float(np.asarray(times)[-1])), math.exp(prior["log_alpha"])
     f = fit_gompertz_volumes(times, log_volume, prior)
     return gompertz_log_volume(np.asarray(t_new, float), f["log_v0"], f["log_K"], f["alpha"], f["t0"]), f["alpha"]
 
@@ -101,45 +103,52 @@ def encode_cohort(model, # a VAE with `encode(x) -> (mu, logvar)`
     return table, torch.cat(mus), torch.cat(lvs)
 
 # %% ../../nbs/25_mri.growth.ipynb #11ebe33f
-CLASSES = ("shrink", "stable", "grow")
+CLASSES = ("shrinking", "stable", "growing")
 
 def growth_class(delta_log_volume, # change of log volume over the window
                  years, # length of the window (years)
                  threshold:float=0.1): # |annualised change of log volume| below this is "stable" (0.1: about 10 %/year)
-    "grow / stable / shrink from a change of log volume over `years` (annualised, against `threshold`)."
+    "growing / stable / shrinking from a change of log volume over `years` (annualised, against `threshold`)."
     rate = np.asarray(delta_log_volume, float) / np.maximum(np.asarray(years, float), 1e-6)
-    return np.where(rate > threshold, "grow", np.where(rate < -threshold, "shrink", "stable"))
+    return np.where(rate > threshold, "growing", np.where(rate < -threshold, "shrinking", "stable"))
 
 # %% ../../nbs/25_mri.growth.ipynb #b08f2a58
-GROWTH_MIX = {"grow": 0.6, "stable": 0.3, "shrink": 0.1}
+GROWTH_MIX = {"growing": 0.6, "stable": 0.3, "shrinking": 0.1}
+
+def _class_params(rng, growth_class):
+    "(V0, K, alpha) of a lesion of `growth_class`, as the synthetic MRI cohort draws them."
+    if growth_class == "growing":
+        K = rng.uniform(15, 50); return K * rng.uniform(0.15, 0.5), K, rng.uniform(0.15, 0.5)
+    if growth_class == "stable":
+        V0 = rng.uniform(5, 40); return V0, V0, rng.uniform(0.15, 0.5)
+    V0 = rng.uniform(15, 45); return V0, V0 * rng.uniform(0.35, 0.7), rng.uniform(0.3, 0.8)
 
 def simulate_growth_cohort(n_subjects:int=60, # subjects
                            latent_dim:int=3, # D; dim 0 reads the log volume
-                           n_visits:tuple=(3, 7), # min and max visits per subject
-                           class_mix:dict|None=None, # proportions of grow / stable / shrink (default `GROWTH_MIX`)
-                           gap_years:tuple=(0.25, 1.5), # irregular gaps between visits
-                           measurement_cv:float=0.05, # segmentation error: log-normal, about 5 % CV
-                           miss_prob:float=0.05, # share of segmentations with a larger miss
-                           miss_cv:float=0.3, # size of a miss (log sd)
+                           n_visits:tuple=(3, 6), # min and max visits per subject
+                           class_mix:dict|None=None, # proportions of growing / stable / shrinking (default `GROWTH_MIX`)
+                           measurement_cv:float=0.05, # segmentation error: coefficient of variation
+                           miss_rate:float=0.05, # share of segmentations with a larger miss ...
+                           miss:tuple=(0.2, 0.3), # ... of this relative size, either sign
                            readout_noise:float=0.15, # sd of the encoder's read-out of log volume (dim 0)
                            seed:int=0):
     "A cohort at the level of volumes and latents: visits table (true, measured log volume, class) and latents [N, D]."
     rng = np.random.default_rng(seed)
     mix = class_mix or GROWTH_MIX
     names, probs = list(mix), np.array(list(mix.values()), float)
-    if (probs < 0).any() or probs.sum() <= 0: raise ValueError(f"class_mix must have non-negative weights, got {mix}")
     if set(names) - set(CLASSES): raise ValueError(f"class_mix keys must be among {CLASSES}, got {names}")
+    if (probs < 0).any() or probs.sum() <= 0: raise ValueError(f"class_mix must have non-negative weights, got {mix}")
     probs = probs / probs.sum()
     rows, lat = [], []
     for i in range(n_subjects):
         cls = names[rng.choice(len(names), p=probs)]
         n = int(rng.integers(n_visits[0], n_visits[1] + 1))
-        t = np.r_[0., np.cumsum(rng.uniform(*gap_years, n - 1))]
-        K, alpha = rng.uniform(15, 50), rng.uniform(0.25, 0.9)
-        log_ratio = dict(grow=rng.uniform(math.log(0.05), math.log(0.35)), stable=rng.uniform(-0.03, 0.03),
-                         shrink=rng.uniform(0.4, 1.0))[cls]            # log(V0 / K): below, at or above the plateau
-        y = gompertz_log_volume(t, math.log(K) + log_ratio, math.log(K), alpha)
-        meas = y + measurement_cv * rng.normal(size=n) + (rng.random(n) < miss_prob) * miss_cv * rng.normal(size=n)
+        t = np.r_[0., np.cumsum(np.clip(rng.gamma(2.0, 0.35, n - 1), 1 / 6, 2.5))]
+        V0, K, alpha = _class_params(rng, cls)
+        y = gompertz_log_volume(t, math.log(V0), math.log(K), alpha)
+        e = measurement_cv * rng.normal(size=n)
+        missed = rng.random(n) < miss_rate
+        e[missed] = rng.choice([-1, 1], missed.sum()) * rng.uniform(*miss, missed.sum())
         z = np.empty((n, latent_dim))
         z[:, 0] = y - 2.3 + readout_noise * rng.normal(size=n)      # centred like `LatentPartition` (log 10 ml)
         drift = rng.normal(size=latent_dim - 1)
@@ -147,7 +156,8 @@ def simulate_growth_cohort(n_subjects:int=60, # subjects
         lat.append(z)
         for k in range(n):
             rows.append(dict(subject=f"SIM{i:03d}", timepoint=k, time_years=float(t[k]), true_log_volume=float(y[k]),
-                             measured_log_volume=float(meas[k]), growth_class=cls, gompertz_alpha=alpha, gompertz_K_ml=K))
+                             measured_log_volume=float(y[k] + np.log(max(1 + e[k], 0.05))), growth_class=cls,
+                             gompertz_alpha=alpha, gompertz_K_ml=K))
     return pd.DataFrame(rows), torch.tensor(np.concatenate(lat), dtype=torch.float32)
 
 # %% ../../nbs/25_mri.growth.ipynb #16bc4d95
@@ -178,11 +188,7 @@ def setting_trajectories(visits:pd.DataFrame, # one row per scan: subject, time_
     return out
 
 # %% ../../nbs/25_mri.growth.ipynb #de70754b
-def _gompertz_curve(t_o, y_o, t_new, prior):
-    if len(t_o) < 2:
-        return gompertz_log_volume(np.asarray(t_new, float), float(y_o[-1]), prior["log_K"], math.exp(prior["log_alpha"]), float(t_o[-1]))
-    f = fit_gompertz_volumes(t_o, y_o, prior)
-    return gompertz_log_volume(np.asarray(t_new, float), f["log_v0"], f["log_K"], f["alpha"], f["t0"])
+def _gompertz_curve(t_o, y_o, t_new, prior): return forecast_gompertz_volumes(t_o, y_o, t_new, prior)[0]
 
 def forecast_methods(ode:LatentODE, # latent ODE fitted in the same setting
                      observed:SubjectTrajectory, # the observed visits (latents and the setting's log volumes)
@@ -209,7 +215,8 @@ METHODS = ("latent_ode", "gompertz", "linear_log_volume", "no_growth")
 def forecast_outcomes(ode:LatentODE, subjects:dict, # `SubjectTrajectory`s of one setting
                       reference:dict, # subject -> log volumes at all visits to score against (truth, or measured for calibration)
                       prior:dict, setting:str, horizon:int=1, # forecast the last `horizon` visits from the earlier ones
-                      n_samples:int=32, seed:int=0, threshold:float=0.1) -> pd.DataFrame:
+                      n_samples:int=32, seed:int=0, threshold:float=0.1,
+                      labels:dict|None=None) -> pd.DataFrame: # subject -> the cohort's growth-class label, if it has one
     "One row per subject × method × forecast visit: prediction, reference, native band, predicted and reference growth class."
     rows = []
     for name, s in subjects.items():
@@ -227,7 +234,7 @@ def forecast_outcomes(ode:LatentODE, subjects:dict, # `SubjectTrajectory`s of on
                                  log_ref=float(ref[n_obs + k]), rel_error=float(abs(math.expm1(f["pred"][k] - ref[n_obs + k]))),
                                  log_lo_native=float(f["lo"][k]) if f["lo"] is not None else float("nan"),
                                  log_hi_native=float(f["hi"][k]) if f["hi"] is not None else float("nan"),
-                                 pred_class=cls, true_class=true_cls))
+                                 pred_class=cls, true_class=true_cls, label=(labels or {}).get(name)))
     return pd.DataFrame(rows)
 
 # %% ../../nbs/25_mri.growth.ipynb #0240660c
@@ -243,6 +250,7 @@ def conformal_bands(calib:pd.DataFrame, # `forecast_outcomes` of calibration sub
                     level:float=0.9) -> pd.DataFrame:
     "Add split-conformal bands to `test` per setting × horizon × method: `log_lo/hi_conformal` (all methods) and `log_lo/hi_scaled` (methods with a native band)."
     out = []
+    if calib.empty: calib = pd.DataFrame(columns=test.columns)
     for key, t in test.groupby(["setting", "horizon", "method"], sort=False):
         t = t.copy()
         c = calib[(calib.setting == key[0]) & (calib.horizon == key[1]) & (calib.method == key[2])]
@@ -283,11 +291,13 @@ def summarise_outcomes(outcomes:pd.DataFrame, # `conformal_bands` output (held-o
     for (setting, horizon, method), d in outcomes.groupby(["setting", "horizon", "method"], sort=False):
         per = d.groupby("subject").rel_error.mean()
         boot = _boot_means(per.to_numpy(), n_boot, rng)
-        cls = d.groupby("subject")[["pred_class", "true_class"]].first()
+        cls = d.groupby("subject")[["pred_class", "true_class", "label"]].first()
         row = dict(setting=setting, horizon=int(horizon), method=method, n_subjects=len(per), n_outcomes=len(d),
                    rel_error_mean=float(per.mean()), rel_error_median=float(per.median()),
                    rel_error_lo=float(np.quantile(boot, lo_q)), rel_error_hi=float(np.quantile(boot, hi_q)),
-                   class_accuracy=float((cls.pred_class == cls.true_class).mean()), n_calib=int(d.n_calib.iloc[0]))
+                   class_accuracy=float((cls.pred_class == cls.true_class).mean()),
+                   label_accuracy=float((cls.pred_class == cls.label)[cls.label.notna()].mean()) if cls.label.notna().any() else float("nan"),
+                   n_calib=int(d.n_calib.iloc[0]))
         for band in ("native", "scaled", "conformal"):
             lo, hi = d[f"log_lo_{band}"], d[f"log_hi_{band}"]
             has = lo.notna().all() and hi.notna().all()
@@ -350,6 +360,10 @@ def compare_forecasts(visits:pd.DataFrame, # per scan: subject, time_years, spli
     by = {sp: sorted(splits.index[splits == sp]) for sp in ("fit", "calib", "test")}
     series = lambda col: {s: g.sort_values("time_years")[col].to_numpy(float) for s, g in visits.groupby("subject")}
     truth, measured = series("true_log_volume"), series("measured_log_volume")
+    labels = None
+    if "growth_class" in visits:                                  # the generator's label, names normalised
+        norm = {"grow": "growing", "stab": "stable", "shri": "shrinking"}
+        labels = {s: norm.get(str(g.growth_class.iloc[0])[:4].lower()) for s, g in visits.groupby("subject")}
     calib, test, odes, priors, trajs = [], [], {}, {}, {}
     for setting in settings:
         tr = trajs[setting] = setting_trajectories(visits, mu, vol_dim, readout, setting)
@@ -358,8 +372,8 @@ def compare_forecasts(visits:pd.DataFrame, # per scan: subject, time_years, spli
         priors[setting] = cohort_gompertz_fit([(s.times.numpy(), s.log_volume.numpy()) for s in fit])
         for h in horizons:
             # calibration subjects are scored against what a study has for them: their measured volumes
-            calib.append(forecast_outcomes(odes[setting], {s: tr[s] for s in by["calib"]}, measured, priors[setting], setting, h, n_samples, seed, threshold))
-            test.append(forecast_outcomes(odes[setting], {s: tr[s] for s in by["test"]}, truth, priors[setting], setting, h, n_samples, seed, threshold))
+            calib.append(forecast_outcomes(odes[setting], {s: tr[s] for s in by["calib"]}, measured, priors[setting], setting, h, n_samples, seed, threshold, labels))
+            test.append(forecast_outcomes(odes[setting], {s: tr[s] for s in by["test"]}, truth, priors[setting], setting, h, n_samples, seed, threshold, labels))
     calib, test = pd.concat(calib, ignore_index=True), pd.concat(test, ignore_index=True)
     if test.empty: raise ValueError("no held-out subject has enough visits to forecast")
     outcomes = conformal_bands(calib, test, level)
@@ -374,8 +388,16 @@ def readout_errors(visits:pd.DataFrame, mu:Tensor, vol_dim:int, readout:tuple, s
     v = visits.reset_index(drop=True); m = (v.split == split).to_numpy()
     ro = readout[0] * torch.as_tensor(mu)[:, vol_dim].numpy()[m] + readout[1]
     rms = lambda e: float(np.sqrt(np.mean(np.square(e)))) if len(e) else float("nan")
-    return dict(readout_rmse=rms(ro - v.true_log_volume[m]), segmentation_rmse=rms(v.measured_log_volume[m] - v.true_log_volume[m]),
-                n_scans=int(m.sum()))
+    true = v.true_log_volume[m].to_numpy()
+    # what a forecaster needs is each subject's *change*: the slope of the read-out on the truth after removing
+    # every subject's mean (1: changes read faithfully; 0: the encoder does not see a lesion grow)
+    subj = v.subject[m].to_numpy()
+    dev = lambda x: x - pd.Series(x).groupby(subj).transform("mean").to_numpy()
+    dt, dr = dev(true), dev(ro)
+    slope = float((dt * dr).sum() / (dt * dt).sum()) if (dt * dt).sum() > 0 else float("nan")
+    return dict(readout_rmse=rms(ro - true), segmentation_rmse=rms(v.measured_log_volume[m].to_numpy() - true),
+                readout_slope=float(np.polyfit(true, ro, 1)[0]) if len(true) > 1 else float("nan"),
+                readout_within_subject_slope=slope, n_scans=int(m.sum()))
 
 def decomposition_table(summary:pd.DataFrame, errors:dict, model:str="latent_ode", baselines=("no_growth", "linear_log_volume")) -> pd.DataFrame:
     "Where the latent ODE's error comes from: the same protocol on the encoder's read-out, on measured and on exact volumes."
@@ -450,7 +472,8 @@ def plot_forecast_trajectories(result:dict, # `compare_forecasts` output
 DEFAULTS = dict(
     out_dir="runs/growth",          # run folder
     data_dir=None,                  # longitudinal BraTS-layout cohort with -seg files; None: synthetic_cohort(n_subjects, seed)
-    n_subjects=24,                  # synthetic cohort size (each subject has 2-6 visits)
+    n_subjects=24,                  # synthetic cohort size (each subject has 3-6 visits)
+    resolution=4,                   # voxel size (mm) of the synthetic cohort's files (4: fast; the cache resamples anyway)
     img_size=16,                    # cube edge of the cached volumes
     val_frac=0.3,                   # fraction of subjects held out for testing (never seen by the VAE, the ODE or the calibration)
     calib_frac=0.35,                # fraction of the remaining subjects kept for calibrating the bands (and the VAE's validation)
@@ -512,7 +535,7 @@ def _volume_readout(z_vol, log_volume):
     a, b = np.polyfit(z, y, 1)
     return (float(a), float(b))
 
-TRUTH_COLUMNS = ("true_volume_ml", "gompertz_volume_ml", "lesion_volume_ml")
+TRUTH_COLUMNS = ("true_volume_ml", "lesion_volume_ml", "gompertz_volume_ml")
 
 def cohort_visits(table:pd.DataFrame, # `MRICache.subjects` (ground-truth columns merged when the cohort has them)
                   calib_frac:float=0.35, # share of the non-test subjects kept for calibration
@@ -533,9 +556,11 @@ def cohort_visits(table:pd.DataFrame, # `MRICache.subjects` (ground-truth column
     if n_cal < 1: raise ValueError(f"{len(train)} training subject(s): need >= 2 (fit and calibration); raise n_subjects or lower val_frac")
     calib = set(np.random.default_rng(seed).permutation(train)[:n_cal])
     split = np.where(t.split == "valid", "test", np.where(t.subject.astype(str).isin(calib), "calib", "fit"))
-    return pd.DataFrame(dict(folder=t.folder, subject=t.subject.astype(str), time_years=time_col.astype(float), split=split,
-                             measured_log_volume=np.log(t.seg_core_ml.astype(float)),
-                             true_log_volume=np.log(t[truth_col or "seg_core_ml"].astype(float))))
+    out = pd.DataFrame(dict(folder=t.folder, subject=t.subject.astype(str), time_years=time_col.astype(float), split=split,
+                            measured_log_volume=np.log(t.seg_core_ml.astype(float)),
+                            true_log_volume=np.log(t[truth_col or "seg_core_ml"].astype(float))))
+    if "growth_class" in t: out["growth_class"] = t.growth_class.to_numpy()
+    return out
 
 # %% ../../nbs/25_mri.growth.ipynb #6fd86b10
 def _write_csv(df, path, index=False):
@@ -561,7 +586,7 @@ def train_growth(config:dict|None=None, **overrides) -> dict:
     set_seed(cfg["seed"])
     t_start = time.time()
     out_dir = start_run(cfg["out_dir"], cfg)
-    data_dir = Path(cfg["data_dir"]) if cfg["data_dir"] else synthetic_cohort(n_subjects=cfg["n_subjects"], seed=cfg["seed"])
+    data_dir = Path(cfg["data_dir"]) if cfg["data_dir"] else synthetic_cohort(n_subjects=cfg["n_subjects"], seed=cfg["seed"], resolution=cfg["resolution"])
     cache = build_cache(data_dir, img_size=cfg["img_size"], val_frac=cfg["val_frac"], seed=cfg["seed"])
     if not (cache.subjects.split == "valid").any(): raise ValueError(f"no held-out subjects: raise val_frac ({cfg['val_frac']}) or n_subjects ({cfg['n_subjects']})")
     visits = cohort_visits(cache.subjects, cfg["calib_frac"], cfg["seed"])

@@ -193,6 +193,7 @@ class LatentODE(nn.Module):
         self.register_buffer("readout", torch.tensor([1.0, 0.0]))      # log V (ml) = a * z_vol + b
         self.register_buffer("prior_std", torch.tensor([0.3, 0.5]))    # spread of (log alpha, z_K) offsets
         self.register_buffer("obs_noise", torch.tensor(0.1))           # latent noise std at a visit
+        self.register_buffer("K_gap", torch.tensor(1.0))               # cohort z_K - z_vol at the first visit (prior centre)
 
     def _odeint(self, func, z0, grid):
         if self.adjoint:
@@ -237,8 +238,9 @@ def fit_subject_offsets(ode:LatentODE, times:Tensor, # [K] or [S, K] visit times
                         mask:Tensor|None=None, # [S, K] observed visits (default: all)
                         pooled:bool=False, # fit the cohort (log alpha, z_K) shared by all rows instead
                         max_iter:int=100,
-                        return_start:bool=False): # also return the fitted shift `s` [S] of the first visit's value
-    "MAP Gompertz offsets [S, 2] (log alpha, z_K) from the closed form of `z_vol`; with `pooled`, the cohort (log alpha, z_K)."
+                        return_start:bool=False, # also return the fitted shift `s` [S] of the first visit's value
+                        prior_std=None): # (sigma_alpha, sigma_K) instead of the ODE's `prior_std`
+    "MAP Gompertz offsets [S, 2] (log alpha, z_K) from the closed form of `z_vol` (prior on z_K relative to the first visit); with `pooled`, the cohort (log alpha, z_K)."
     z_vol = torch.as_tensor(z_vol, dtype=torch.float32)
     if z_vol.ndim == 1: z_vol = z_vol[None]
     times = torch.as_tensor(times, dtype=torch.float32).expand_as(z_vol) if torch.as_tensor(times).ndim == 1 else torch.as_tensor(times, dtype=torch.float32)
@@ -248,21 +250,26 @@ def fit_subject_offsets(ode:LatentODE, times:Tensor, # [K] or [S, K] visit times
     f = ode.func
     log_alpha, z_K = f.log_alpha.detach(), f.z_K.detach()
     u = (times - times[:, :1]) / ode.time_scale
-    sigma2, prior = ode.obs_noise.detach() ** 2, ode.prior_std.detach()
+    sigma2, prior, gap = ode.obs_noise.detach() ** 2, (ode.prior_std.detach() if prior_std is None else torch.as_tensor(prior_std)), ode.K_gap.detach()
     S = z_vol.shape[0]
     params = torch.zeros(2 if pooled else S, 2, requires_grad=True)  # pooled: row 0 = (log alpha, z_K) shifts
     start = torch.zeros(S, requires_grad=True)
     opt = torch.optim.LBFGS([params, start], lr=1, max_iter=max_iter, line_search_fn="strong_wolfe")
+    def capacity(d):
+        "Each row's z_K: pooled, the cohort's shifted; else relative to the row's own (fitted) first value."
+        return z_K + d[:, 1] if pooled else z_vol[:, 0] + start + gap + d[:, 1]
+    bound = lambda p: 5 * torch.tanh(p / 5)                     # offsets within +-5: no overflow in exp(log alpha)
     def closure():
         opt.zero_grad()
-        d = params[:1].expand(S, 2) if pooled else params
-        pred = gompertz_log_volume(u, (z_vol[:, 0] + start)[:, None], (z_K + d[:, 1])[:, None], torch.exp(log_alpha + d[:, 0])[:, None])
+        d = bound(params[:1].expand(S, 2) if pooled else params)
+        pred = gompertz_log_volume(u, (z_vol[:, 0] + start)[:, None], capacity(d)[:, None], torch.exp(log_alpha + d[:, 0])[:, None])
         nll = ((pred - z_vol).pow(2) * mask).sum() / (2 * sigma2)
-        if not pooled: nll = nll + (params / prior).pow(2).sum() / 2
+        if not pooled: nll = nll + (d / prior).pow(2).sum() / 2
         nll.backward(); return nll
     with torch.enable_grad(): opt.step(closure)
-    out = params.detach()
-    res = torch.stack([log_alpha + out[0, 0], z_K + out[0, 1]]) if pooled else out
+    out = bound(params.detach())
+    with torch.no_grad():
+        res = torch.stack([log_alpha + out[0, 0], z_K + out[0, 1]]) if pooled else torch.stack([out[:, 0], capacity(out) - z_K], 1)
     return (res, start.detach()) if return_start else res
 
 # %% ../../nbs/23_mri.ode.ipynb #16d2e7ce
@@ -333,16 +340,21 @@ def fit_latent_ode(trajs:list[SubjectTrajectory], # training subjects (each with
 
 @torch.no_grad()
 def _init_gompertz(ode, trajs, vol_dim):
-    "Start from closed-form fits: pooled cohort (log alpha, z_K), then per-subject MAP offsets."
+    "Start from closed-form fits: per-subject MAP fits under a wide prior, cohort values = their medians, then refit under the cohort's spread."
     multi = [i for i, t in enumerate(trajs) if t.n_visits >= 2]
     if not multi: return
     b = pad_trajectories([trajs[i] for i in multi])
     zv, tm, m = b["mu"][..., vol_dim], b["times"], b["mask"]
-    la, zk = fit_subject_offsets(ode, tm, zv, m, pooled=True)
-    if torch.isfinite(la) and torch.isfinite(zk) and abs(float(la)) < 5:
-        ode.func.log_alpha.copy_(la); ode.func.z_K.copy_(zk)
+    pinned = m.sum(1) >= 3                                        # subjects whose own visits pin the curve down
+    if pinned.sum() < 2: pinned = torch.ones_like(pinned)
+    d = fit_subject_offsets(ode, tm, zv, m, prior_std=(1.0, 1.5))
+    zk = ode.func.z_K + d[:, 1]
+    ode.func.log_alpha.add_(d[pinned, 0].median()); ode.func.z_K.copy_(zk[pinned].median())
+    ode.K_gap.copy_((zk - zv[:, 0])[pinned].median())
+    gaps, las = (zk - zv[:, 0])[pinned], d[pinned, 0]
+    if len(gaps) >= 2: ode.prior_std.copy_(torch.stack([las.std(), gaps.std()]).clamp(0.1, 2.0))
     d = fit_subject_offsets(ode, tm, zv, m)
-    ode.func.subject_delta.weight[torch.tensor(multi)] = d.clamp(-3, 3)
+    ode.func.subject_delta.weight[torch.tensor(multi)] = d.clamp(-5, 5)
 
 @torch.no_grad()
 def _set_cohort_stats(ode, trajs, loss):
@@ -352,8 +364,11 @@ def _set_cohort_stats(ode, trajs, loss):
     res = (out["pred"][..., ode.vol_dim] - b["mu"][..., ode.vol_dim])[later]
     if len(res) > 1: ode.obs_noise.fill_(float(res.pow(2).mean().sqrt().clamp_min(1e-3)))
     multi = torch.tensor([t.n_visits >= 3 for t in trajs])       # offsets of subjects the data pins down
-    d = ode.func.subject_delta.weight[multi] if multi.sum() >= 3 else ode.func.subject_delta.weight
-    if len(d) >= 2: ode.prior_std.copy_(d.std(0).clamp_min(0.05))
+    if multi.sum() < 3: multi = torch.ones_like(multi)
+    d = ode.func.subject_delta.weight[multi]
+    gaps = ode.func.z_K + d[:, 1] - b["mu"][multi, 0, ode.vol_dim]   # each plateau relative to the first visit
+    ode.K_gap.copy_(gaps.median())
+    if len(d) >= 2: ode.prior_std.copy_(torch.stack([d[:, 0].std(), gaps.std()]).clamp_min(0.05))
 
 # %% ../../nbs/23_mri.ode.ipynb #708830cf
 def _gompertz_params(self:LatentODE, subject:Tensor|None=None, # [B] embedding indices
@@ -427,7 +442,9 @@ def forecast(ode:LatentODE, # a fitted latent ODE
                 alpha, z_K = m.func.gompertz_params(S, delta=delta)
                 u = (observed.times[k] - observed.times[0]) / m.time_scale
                 z0[:, m.vol_dim] = gompertz_log_volume(u, z_obs[:, 0, m.vol_dim] + start, z_K, alpha)
-        else: delta = m.prior_std * torch.randn(S, 2, generator=gen)                           # cohort fallback
+        else:                                                                                   # cohort fallback
+            delta = m.prior_std * torch.randn(S, 2, generator=gen)
+            delta[:, 1] += z_obs[:, 0, m.vol_dim] + m.K_gap - m.func.z_K                        # capacity relative to the visit
         t0 = observed.times[k].expand(S)
         zs.append(m.solve(z0, times.expand(S, -1), t0, delta=delta))
         a, K = m.gompertz_params(delta=delta); alphas.append(a); Ks.append(K)
