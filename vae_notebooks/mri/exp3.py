@@ -6,7 +6,7 @@ Docs: https://vae-notebooks.github.io/vae_notebooks/mri.exp3.html.md"""
 
 # %% ../../nbs/22_mri.exp3.ipynb #5e4bdd22
 from __future__ import annotations
-import math
+import math, warnings
 from dataclasses import dataclass, asdict, field
 import numpy as np
 import pandas as pd
@@ -17,7 +17,7 @@ from ..losses import VAELoss, dip_vae_penalty, masked_mse
 from .models import build_model
 
 # %% auto #0
-__all__ = ['LatentPartition', 'Exp3VAE', 'Exp3Loss', 'Exp3Dataset', 'alignment_report']
+__all__ = ['LatentPartition', 'Exp3VAE', 'Exp3Loss', 'exp3_labels', 'Exp3Dataset', 'alignment_report']
 
 # %% ../../nbs/22_mri.exp3.ipynb #01ba7c11
 @dataclass
@@ -114,20 +114,38 @@ class Exp3Loss(VAELoss):
         return total, comps
 
 # %% ../../nbs/22_mri.exp3.ipynb #d01ac27a
+def exp3_labels(table:pd.DataFrame, # a cache's subject table (`MRICache.subjects`, or some rows of it)
+                labels:str="auto", # "seg", "ground_truth" or "auto"
+               ) -> tuple[pd.DataFrame, str]:
+    "Lesion volume (ml) and centroid (mm) per scan: columns `lesion_volume_ml, centroid_x/y/z` (NaN: unlabelled), and the source used."
+    if labels not in ("auto", "seg", "ground_truth"): raise ValueError(f"labels must be 'auto', 'seg' or 'ground_truth', got {labels!r}")
+    out_cols = ["lesion_volume_ml", "centroid_x", "centroid_y", "centroid_z"]
+    seg = table.reindex(columns=["seg_core_ml", "seg_centroid_x", "seg_centroid_y", "seg_centroid_z"]).astype(float)
+    seg.columns = out_cols
+    seg.loc[~(seg.lesion_volume_ml > 0), :] = np.nan  # an empty core: no lesion to point at
+    gt = table.reindex(columns=out_cols).astype(float)
+    if labels == "seg": return seg, "seg"
+    if labels == "ground_truth": return gt, "ground_truth"
+    has_seg = seg.lesion_volume_ml.notna()
+    out = gt.copy(); out[has_seg] = seg[has_seg]
+    source = "seg" if has_seg.all() else "ground_truth" if not has_seg.any() else "seg + ground_truth"
+    return out, source
+
 class Exp3Dataset(torch.utils.data.Dataset):
     "Items `(x, x, vol_target [1], loc_target [3], label_mask [2])` from one split of an `MRICache`."
     def __init__(self, cache, # `vae_notebooks.mri.data.MRICache`
                  partition:LatentPartition, # target scalings
                  split:str="train", # "train", "valid" or "all"
                  labelled_frac:float=1.0, # fraction of subjects whose labels are kept
-                 seed:int=0):
+                 seed:int=0,
+                 labels:str="auto", # "seg" (from the -seg files), "ground_truth" (ground_truth.csv) or "auto" (seg, else ground truth)
+                 verbose:bool=True): # print how many scans are labelled
         if split not in ("train", "valid", "all"): raise ValueError(f"split must be 'train', 'valid' or 'all', got {split!r}")
         if not 0 <= labelled_frac <= 1: raise ValueError(f"labelled_frac must be in [0, 1], got {labelled_frac}")
         self.cache, self.partition = cache, partition
         df = cache.subjects if split == "all" else cache.subjects[cache.subjects.split == split]
         self.table = df.reset_index(drop=True)
-        cols = ["lesion_volume_ml", "centroid_x", "centroid_y", "centroid_z"]
-        lab = self.table.reindex(columns=cols).astype(float)
+        lab, self.label_source = exp3_labels(self.table, labels)
         subjects = sorted(self.table.subject.astype(str).unique())
         rng = np.random.default_rng(seed)
         keep = set(rng.permutation(subjects)[:int(round(labelled_frac * len(subjects)))])
@@ -136,6 +154,12 @@ class Exp3Dataset(torch.utils.data.Dataset):
                                            known & lab.iloc[:, 1:].notna().all(1).to_numpy()], 1), dtype=torch.float32)
         self.vol = torch.nan_to_num(partition.volume_target(torch.tensor(lab.iloc[:, 0].fillna(1.0).to_numpy()))).reshape(-1, 1)
         self.loc = torch.nan_to_num(partition.centroid_target(torch.tensor(lab.iloc[:, 1:].fillna(0.0).to_numpy())))
+        self.n_labelled = int(self.mask[:, 0].sum())
+        msg = (f"Exp3Dataset({split}): {self.n_labelled} of {len(self)} scans labelled "
+               f"({int(lab.iloc[:, 0].notna().sum())} with labels, source: {self.label_source}; labelled_frac={labelled_frac:g})")
+        if self.n_labelled == 0 and len(self) and labelled_frac > 0:
+            warnings.warn(msg + ": Exp3 runs UNSUPERVISED (no -seg files and no ground_truth.csv volumes); z_vol/z_loc mean nothing")
+        elif verbose: print(msg)
     def __len__(self): return len(self.table)
     def __getitem__(self, i):
         x = torch.from_numpy(self.cache.load(self.table.folder[i]))

@@ -132,24 +132,37 @@ class SpatialBroadcastDecoder(nn.Module):
 class _MRIVAE(nn.Module):
     "Shared logic of the MRI VAEs: encoder, reparameterisation, decoder, memory format."
     def _build(self, sbd:bool, in_channels, img_size, z_dim, base_channels, max_channels, bottleneck_size,
-               bottleneck_channels, n_res_blocks, groups, posterior_logvar_min):
+               bottleneck_channels, n_res_blocks, groups, posterior_logvar_min, output_template=False):
         "Record the config, then build the encoder and the decoder (transposed-conv, or spatial broadcast if `sbd`)."
         store_config(self, in_channels=in_channels, img_size=img_size, z_dim=z_dim, base_channels=base_channels,
                      max_channels=max_channels, bottleneck_size=bottleneck_size, bottleneck_channels=bottleneck_channels,
-                     n_res_blocks=n_res_blocks, groups=groups, posterior_logvar_min=posterior_logvar_min)
+                     n_res_blocks=n_res_blocks, groups=groups, posterior_logvar_min=posterior_logvar_min,
+                     output_template=bool(output_template))
         self.z_dim, self.img_size = z_dim, img_size
         kw = dict(img_size=img_size, z_dim=z_dim, base_channels=base_channels, max_channels=max_channels,
                   bottleneck_size=bottleneck_size, n_res_blocks=n_res_blocks, groups=groups)
         self.encoder = MRIEncoder(in_channels, bottleneck_channels=bottleneck_channels, posterior_logvar_min=posterior_logvar_min, **kw)
         self.decoder = (SpatialBroadcastDecoder(in_channels, **kw) if sbd
                         else TransposedConvDecoder(in_channels, bottleneck_channels=bottleneck_channels, **kw))
+        self.register_buffer("template", torch.zeros(in_channels, img_size, img_size, img_size) if output_template else None)
+        if output_template:
+            last = self.decoder.body[-1]  # the residual starts at exactly 0: the untrained model *is* the template
+            nn.init.zeros_(last.weight); nn.init.zeros_(last.bias)
     def encode(self, x:Tensor):
         "Posterior parameters `(mu, logvar)`, each [B, z_dim], float32."
         return self.encoder(self._fmt(x.to(self.encoder.head.weight.dtype)))
     def decode(self, z:Tensor) -> Tensor:
         "Reconstructed volumes [B, C, S, S, S] (float32) from latents [B, z_dim]."
         if z.ndim != 2 or z.shape[1] != self.z_dim: raise ValueError(f"z must have shape [B, {self.z_dim}], got {tuple(z.shape)}")
-        return self.decoder(z.to(self.encoder.head.weight.dtype)).float()
+        out = self.decoder(z.to(self.encoder.head.weight.dtype)).float()
+        return out if self.template is None else out + self.template.float()
+    def set_template(self, mean:Tensor):
+        "Fill the output template with `mean` [C, S, S, S] (e.g. the training volumes' mean); needs `output_template=True`."
+        if self.template is None: raise ValueError("this model was built with output_template=False")
+        mean = torch.as_tensor(mean, dtype=self.template.dtype)
+        if mean.shape != self.template.shape: raise ValueError(f"template must have shape {tuple(self.template.shape)}, got {tuple(mean.shape)}")
+        with torch.no_grad(): self.template.copy_(mean)
+        return self
     def forward(self, x:Tensor, z:Tensor|None=None, sample:bool=True) -> VAEOutput:
         mu, logvar = self.encode(x)
         if z is None: z = reparameterize(mu, logvar) if sample else mu
@@ -157,7 +170,9 @@ class _MRIVAE(nn.Module):
     def channels_last(self, on:bool=True):
         "Use (or stop using) the `channels_last_3d` memory format for weights and inputs."
         self._channels_last = self.decoder._channels_last = on
-        return self.to(memory_format=torch.channels_last_3d if on else torch.contiguous_format)
+        fmt = torch.channels_last_3d if on else torch.contiguous_format
+        self.encoder.to(memory_format=fmt); self.decoder.to(memory_format=fmt)  # not the [C,S,S,S] template: channels_last_3d needs rank 5
+        return self
     def _fmt(self, x):
         return x.contiguous(memory_format=torch.channels_last_3d) if getattr(self, "_channels_last", False) else x
     @property
@@ -177,26 +192,27 @@ class BaselineVAE(_MRIVAE):
                  n_res_blocks:int=1, # residual blocks per stage
                  groups:int=8, # GroupNorm groups
                  posterior_logvar_min:float=-6.0, # soft floor on the posterior log-variance
+                 output_template:bool=False, # decode a residual around a voxelwise template (`set_template`)
                 ):
         super().__init__()
         self._build(sbd=False, in_channels=in_channels, img_size=img_size, z_dim=z_dim, base_channels=base_channels, max_channels=max_channels,
                     bottleneck_size=bottleneck_size, bottleneck_channels=bottleneck_channels, n_res_blocks=n_res_blocks,
-                    groups=groups, posterior_logvar_min=posterior_logvar_min)
+                    groups=groups, posterior_logvar_min=posterior_logvar_min, output_template=output_template)
 
 # %% ../../nbs/21_mri.models.ipynb #3b4e5840
 class VAESBD(_MRIVAE):
     "The `BaselineVAE` encoder with a Spatial Broadcast Decoder (z tiled over the bottleneck grid + coordinates)."
     def __init__(self, in_channels:int=4, img_size:int=128, z_dim:int=128, base_channels:int=16, max_channels:int=128,
                  bottleneck_size:int|None=None, bottleneck_channels:int=16, n_res_blocks:int=1, groups:int=8,
-                 posterior_logvar_min:float=-6.0):
+                 posterior_logvar_min:float=-6.0, output_template:bool=False):
         super().__init__()
         self._build(sbd=True, in_channels=in_channels, img_size=img_size, z_dim=z_dim, base_channels=base_channels, max_channels=max_channels,
                     bottleneck_size=bottleneck_size, bottleneck_channels=bottleneck_channels, n_res_blocks=n_res_blocks,
-                    groups=groups, posterior_logvar_min=posterior_logvar_min)
+                    groups=groups, posterior_logvar_min=posterior_logvar_min, output_template=output_template)
 
 # %% ../../nbs/21_mri.models.ipynb #20f95f87
 _MODEL_KEYS = ("in_channels", "img_size", "z_dim", "base_channels", "max_channels", "bottleneck_size",
-               "bottleneck_channels", "n_res_blocks", "groups", "posterior_logvar_min")
+               "bottleneck_channels", "n_res_blocks", "groups", "posterior_logvar_min", "output_template")
 
 def build_model(config:dict|None=None, # run config: `use_sbd` plus any of the model's constructor arguments
                 **overrides) -> _MRIVAE:

@@ -6,26 +6,31 @@ Docs: https://vae-notebooks.github.io/vae_notebooks/mri.train.html.md"""
 
 # %% ../../nbs/24_mri.train.ipynb #6d1a7801
 from __future__ import annotations
-import math, time, warnings
+import contextlib, math, os, time, warnings
 from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
+import torch.nn.functional as F
 import matplotlib
 import matplotlib.pyplot as plt
+from fastai.callback.core import Callback
 from ..core import set_seed, default_device, resolve_config, resolve_precision, atomic_write_json, atomic_write_text, atomic_path
 from ..losses import VAELoss
 from ..schedules import cyclical_beta, capacity_ramp
-from ..metrics import ssim3d, psnr
+from ..metrics import ssim3d, psnr, baseline_reconstructions
 from ..diagnostics import diagnostics_table, collapse_verdict
-from ..learner import vae_dataloaders, vae_learner, save_model, start_run, distributed, main_process_first, rank_device, world_size
-from ..callbacks import is_main_process
+from ..learner import (vae_dataloaders, vae_learner, save_model, start_run, finish_run, distributed, main_process_first,
+                                   rank_device, world_size)
+from ..callbacks import is_main_process, vae_loss_of
 from .data import CHANNELS, build_cache, default_mri_cache, MRIVolumeDataset
 from .models import build_model
+from ..dip import PooledMoments, check_dip_batch
 
 # %% auto #0
-__all__ = ['DEFAULTS', 'mri_recipe', 'collapse_report', 'reconstruct', 'evaluate_reconstructions', 'plot_learning_curves',
-           'plot_reconstructions', 'plot_kl_per_dim', 'plot_active_units', 'train_mri']
+__all__ = ['DEFAULTS', 'mri_recipe', 'masked_scores', 'evaluation_table', 'vae_outputs', 'posterior_diagnostics',
+           'EpochImageMetrics', 'reconstruct', 'plot_learning_curves', 'plot_kl_per_dim', 'plot_active_units',
+           'plot_evaluation', 'plot_subject', 'train_mri']
 
 # %% ../../nbs/24_mri.train.ipynb #0ff982c6
 DEFAULTS = dict(
@@ -42,16 +47,17 @@ DEFAULTS = dict(
     posterior_logvar_min=-6.0,  # soft floor on the posterior log-variance
     epochs=20,                # training epochs (160 for the real runs)
     batch_size=2,             # volumes per batch
-    lr=3e-3,                  # Adam learning rate (max of the one-cycle schedule)
+    lr=1e-3,                  # Adam learning rate (max of the one-cycle schedule)
     weight_decay=0.0,         # AdamW-style weight decay
-    grad_clip=1.0,            # gradient-norm clip (None: off)
-    n_subjects=4,             # subjects of the synthetic cohort (ignored with data_dir)
+    grad_clip=5.0,            # gradient-norm clip (None: off)
+    n_subjects=96,            # subjects of the synthetic cohort (ignored with data_dir)
+    timepoints=[1, 2],        # scans per subject of the synthetic cohort: fewest, most (ignored with data_dir)
     val_frac=0.2,             # fraction of subjects held out for validation
     cache_dtype="float16",    # storage dtype of the preprocessed cache
     free_bits=None,           # nats per latent dimension; None: the recipe's (0.1 exp1, 0.2 exp2)
     free_bits_mode="batch_mean",  # "batch_mean" or "per_sample"
-    beta_max=1e-4,            # KL weight at the top of each cycle (exp1) / constant (exp2); with reduction="mean"
-                              # the effective weight is N*beta/2 (N = 4*img_size**3): 6.6 here, see "Which KL weight?"
+    beta_max=1e-5,            # KL weight at the top of each cycle (exp1) / constant (exp2); with reduction="mean"
+                              # the effective weight is N*beta/2 (N = 4*img_size**3): 0.66 here, see "Which KL weight?"
     n_cycles=4,               # cyclical annealing cycles over the run (exp1)
     cycle_ratio=0.5,          # fraction of each cycle spent ramping beta up (exp1)
     capacity_max=None,        # capacity control (nats, ramped over the run); None: off
@@ -59,7 +65,9 @@ DEFAULTS = dict(
     lambda_od=10.0,           # DIP-VAE-II off-diagonal weight (exp2)
     lambda_d=5.0,             # DIP-VAE-II diagonal weight (exp2)
     lambda_start_epoch=20.0,  # epochs before the DIP penalty starts (exp2)
-    lambda_cov_annealing_epochs=40.0,  # epochs of linear ramp of the DIP penalty (exp2)
+    lambda_cov_annealing_epochs=40.0,  # epochs of linear ramp of the DIP penalty (exp2); both scaled down when the run is shorter
+    dip_memory=256,           # samples of earlier batches pooled into the DIP covariance (exp2; 0: this batch only)
+    use_ddp_gather=True,      # under DDP, gather mu/logvar of all ranks before pooling (exp2)
     amp="auto",               # "auto" (bf16 on CUDA), "bf16", "fp16" or "fp32"
     compile=False,            # torch.compile the model
     channels_last=True,       # channels_last_3d memory format on CUDA
@@ -68,7 +76,11 @@ DEFAULTS = dict(
     device=None,              # "cuda", "mps", "cpu"; None: the best available
     seed=0,                   # seed of everything (model init, split, sampling)
     resume=False,             # continue from out_dir/checkpoint if it exists
-    n_eval=8,                 # validation volumes scored with SSIM/PSNR
+    n_eval=0,                 # validation volumes of the final evaluation, spread over the split (0: all)
+    n_monitor=4,              # validation volumes (one per subject) scored with masked SSIM/PSNR after every epoch
+    n_baseline_train=512,     # training volumes (spread over the split) for the template and PCA (0: all)
+    output_template=True,     # decode a residual around the training mean (see 21_mri.models)
+    progress=None,            # progress bars: None = auto (on when a person watches, off under papermill), True, False
 )
 
 # %% ../../nbs/24_mri.train.ipynb #9c48e588
@@ -94,9 +106,18 @@ def mri_recipe(cfg:dict) -> dict:
         kw["beta_schedule"] = lambda t: cyclical_beta(t, epochs, n_cycles=n_cycles, ratio=ratio, stop=beta_max)
     else:
         kw["beta_schedule"] = beta_max
-        kw["dip"] = dict(lambda_od=float(cfg["lambda_od"]), lambda_d=float(cfg["lambda_d"]), kind="ii",
-                         lambda_start_epoch=float(cfg["lambda_start_epoch"]),
-                         lambda_cov_annealing_epochs=float(cfg["lambda_cov_annealing_epochs"]))
+        start, ramp = float(cfg["lambda_start_epoch"]), float(cfg["lambda_cov_annealing_epochs"])
+        if start + ramp > epochs:  # the recipe's 20 + 40 epochs are for a 160-epoch run: keep the penalty from being skipped
+            f = 0.5 * epochs / (start + ramp)
+            warnings.warn(f"exp2: lambda_start_epoch={start:g} + lambda_cov_annealing_epochs={ramp:g} exceed epochs={epochs}; "
+                          f"scaled to {start*f:.3g} + {ramp*f:.3g} (the full DIP penalty from half the run on)")
+            start, ramp = start * f, ramp * f
+        memory = int(cfg["dip_memory"])
+        check_dip_batch(int(cfg["batch_size"]), int(os.environ.get("WORLD_SIZE", "1")), int(cfg["z_dim"]), memory)
+        loss.gather = PooledMoments(memory, gather="auto" if cfg["use_ddp_gather"] else None)
+        # the paper's lambdas are relative to a KL weight of 1: on the KL's scale they are multiplied by beta_max (see 01a_dip)
+        kw["dip"] = dict(lambda_od=float(cfg["lambda_od"]) * beta_max, lambda_d=float(cfg["lambda_d"]) * beta_max, kind="ii",
+                         lambda_start_epoch=start, lambda_cov_annealing_epochs=ramp, gather=False)
     if cfg["capacity_max"] is not None:
         cmax = float(cfg["capacity_max"])
         loss.capacity = 0.0
@@ -104,17 +125,119 @@ def mri_recipe(cfg:dict) -> dict:
     return dict(loss=loss, free_bits=free_bits, learner_kwargs=kw)
 
 # %% ../../nbs/24_mri.train.ipynb #3a6df5e2
-def collapse_report(diag:dict, # last validation diagnostics: au_count, mu_var_mean, z0_ratio, recon_gap, recon_mean_mse
-                    kl_raw:float, # validation KL (sum over dims, mean over volumes), in nats
-                    free_bits:float, # nats per dimension of the free-bits floor
-                    z_dim:int, # latent dimensions
-                   ) -> tuple[pd.DataFrame, str]:
-    "The diagnostics table (value, healthy threshold, ok) and the verdict 'healthy' or 'collapsed'."
-    row = {**diag, "valid_kl_raw": kl_raw}
-    table = diagnostics_table(row, free_bits or 0.0, latent_dim=z_dim)
-    return table, collapse_verdict(row, free_bits or 0.0, latent_dim=z_dim)[0]
+def _blur(v:torch.Tensor, win_size:int=11, sigma:float=1.5) -> torch.Tensor:
+    "Separable Gaussian filter of `v` [N, 1, D, H, W], same size (zero padding)."
+    t = torch.arange(win_size, dtype=torch.float32, device=v.device) - (win_size - 1) / 2
+    g = torch.exp(-t**2 / (2 * sigma**2)); g = g / g.sum()
+    p = win_size // 2
+    v = F.conv3d(v, g.view(1, 1, -1, 1, 1), padding=(p, 0, 0))
+    v = F.conv3d(v, g.view(1, 1, 1, -1, 1), padding=(0, p, 0))
+    return F.conv3d(v, g.view(1, 1, 1, 1, -1), padding=(0, 0, p))
+
+@torch.no_grad()
+def masked_scores(recon:torch.Tensor, # reconstructions [N, C, S, S, S]
+                  x:torch.Tensor, # references, same shape
+                  mask:torch.Tensor, # brain masks [N, S, S, S] (bool or 0/1)
+                  K1:float=0.01, K2:float=0.03) -> dict:
+    "Per volume, inside the mask: `mse` [N] (all channels), `ssim` [N, C] and `psnr` [N, C] (dB)."
+    if recon.shape != x.shape or x.ndim != 5: raise ValueError(f"recon {tuple(recon.shape)} and x {tuple(x.shape)} must both be [N, C, S, S, S]")
+    if mask.shape != (x.shape[0], *x.shape[2:]): raise ValueError(f"mask must have shape {(x.shape[0], *x.shape[2:])}, got {tuple(mask.shape)}")
+    m = mask.bool()
+    n_vox = m.flatten(1).sum(1).float()
+    if (n_vox == 0).any(): raise ValueError(f"empty brain mask in volume(s) {(n_vox == 0).nonzero().flatten().tolist()}")
+    mf = m[:, None].float()
+    r, y = recon.float() * mf, x.float() * mf
+    se = (r - y).pow(2).flatten(2).sum(-1)                             # [N, C]
+    mse_c = se / n_vox[:, None]
+    big = torch.finfo(torch.float32).max
+    L = torch.where(m[:, None], y, big).flatten(2).amin(-1).neg_().add_(torch.where(m[:, None], y, -big).flatten(2).amax(-1))
+    psnr_c = 10 * torch.log10(L.clamp_min(1e-12)**2 / mse_c.clamp_min(1e-12))
+    N, C = x.shape[:2]
+    maps = torch.stack([r, y, r*r, y*y, r*y], 2).reshape(N*C*5, 1, *x.shape[2:])
+    ux, uy, uxx, uyy, uxy = _blur(maps).reshape(N, C, 5, *x.shape[2:]).unbind(2)
+    C1, C2 = ((K1 * L)**2)[..., None, None, None], ((K2 * L)**2)[..., None, None, None]
+    s = ((2*ux*uy + C1) * (2*(uxy - ux*uy) + C2)) / ((ux*ux + uy*uy + C1) * (uxx - ux*ux + uyy - uy*uy + C2))
+    ssim_c = (s * mf).flatten(2).sum(-1) / n_vox[:, None]
+    return dict(mse=se.sum(1) / (n_vox * C), ssim=ssim_c, psnr=psnr_c)
+
+def evaluation_table(x:torch.Tensor, # validation volumes [N, C, S, S, S]
+                     mask:torch.Tensor, # their brain masks [N, S, S, S]
+                     recons:dict, # method name -> reconstructions like `x` (torch or numpy)
+                     channels=CHANNELS) -> pd.DataFrame:
+    "One row per method: masked `mse`, per-channel masked `ssim_<ch>` and `psnr_<ch>`, their means, `n_volumes`."
+    rows = []
+    for name, r in recons.items():
+        s = masked_scores(torch.as_tensor(np.asarray(r) if not isinstance(r, torch.Tensor) else r), x, mask)
+        row = dict(method=name, mse=float(s["mse"].mean()))
+        row.update({f"ssim_{c}": float(v) for c, v in zip(channels, s["ssim"].mean(0))})
+        row.update({f"psnr_{c}": float(v) for c, v in zip(channels, s["psnr"].mean(0))})
+        row.update(ssim_mean=float(s["ssim"].mean()), psnr_mean=float(s["psnr"].mean()), n_volumes=len(x))
+        rows.append(row)
+    return pd.DataFrame(rows)
 
 # %% ../../nbs/24_mri.train.ipynb #6c95198d
+@torch.no_grad()
+def vae_outputs(model, xs:torch.Tensor, # volumes [N, C, S, S, S]
+                bs:int=2, device=None, autocast_dtype=None, seed:int=0) -> dict:
+    "`mu`, `logvar` [N, D] and the reconstructions `recon` (from mu), `recon_z0` (z = 0), `recon_sample` (one sample), on the CPU."
+    device = torch.device(device or next(model.parameters(), torch.zeros(())).device)
+    was_training = model.training; model.eval()
+    g = torch.Generator(device="cpu").manual_seed(seed)
+    out = {k: [] for k in ("mu", "logvar", "recon", "recon_z0", "recon_sample")}
+    try:
+        for i in range(0, len(xs), bs):
+            xb = xs[i:i+bs].to(device)
+            with torch.autocast(device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
+                mu, logvar = model.encode(xb)
+                mu, logvar = mu.float(), logvar.float()
+                eps = torch.randn(mu.shape, generator=g).to(device)
+                z = torch.cat([mu, torch.zeros_like(mu), mu + eps * (0.5 * logvar).exp()])
+                r = model.decode(z).float().cpu().split(len(xb))
+            for k, v in zip(("mu", "logvar", "recon", "recon_z0", "recon_sample"), (mu.cpu(), logvar.cpu(), *r)): out[k].append(v)
+    finally: model.train(was_training)
+    return {k: torch.cat(v) for k, v in out.items()}
+
+def posterior_diagnostics(out:dict, # from `vae_outputs`
+                          xs:torch.Tensor, # the volumes [N, C, S, S, S]
+                          mask:torch.Tensor, # their brain masks [N, S, S, S]
+                          au_threshold:float=0.01) -> dict:
+    "The metrics row of `collapse_verdict` (au_count, mu_var_mean, valid_kl_raw, z0_ratio, recon_gap, ...), MSEs inside the mask."
+    mu, logvar = out["mu"].double(), out["logvar"].double()
+    mu_var = mu.var(0) if len(mu) > 1 else torch.zeros(mu.shape[1], dtype=torch.float64)
+    kl = 0.5 * (mu**2 + logvar.exp() - 1 - logvar)
+    mse = {k: float(masked_scores(out[k], xs, mask)["mse"].mean()) for k in ("recon", "recon_z0", "recon_sample")}
+    au = int((mu_var > au_threshold).sum())
+    return dict(au_count=au, au_frac=au / mu.shape[1], mu_var_mean=float(mu_var.mean()), valid_kl_raw=float(kl.sum(1).mean()),
+                kl_per_dim=kl.mean(0).tolist(), mu_var=mu_var.tolist(), recon_mean_mse=mse["recon"], recon_z0_mse=mse["recon_z0"],
+                z0_ratio=mse["recon"] / mse["recon_z0"] if mse["recon_z0"] > 0 else float("nan"),
+                recon_gap=mse["recon_sample"] - mse["recon"], logvar_mean=float(logvar.mean()), z_std=float(mu.std()))
+
+# %% ../../nbs/24_mri.train.ipynb #3003aff1
+class EpochImageMetrics(Callback):
+    "After each validation: masked MSE/SSIM/PSNR of fixed validation volumes and the schedule's values, in `self.rows`."
+    order = 56  # after the engine's diagnostics
+    def __init__(self, xs:torch.Tensor, # a few validation volumes [n, C, S, S, S]
+                 masks:torch.Tensor, # their brain masks [n, S, S, S]
+                 z_dim:int, channels=CHANNELS, autocast_dtype=None):
+        self.xs, self.masks, self.z_dim, self.channels, self.autocast_dtype, self.rows = xs, masks, z_dim, channels, autocast_dtype, []
+    def after_validate(self):
+        if not hasattr(self.learn, "epoch") or getattr(self.learn, "validation_only", False): return
+        model = self.learn.model
+        model = getattr(model, "module", model); model = getattr(model, "_orig_mod", model)
+        out = vae_outputs(model, self.xs, bs=len(self.xs), autocast_dtype=self.autocast_dtype)
+        s = masked_scores(out["recon"], self.xs, self.masks)
+        loss = vae_loss_of(self.learn)
+        cap = getattr(loss, "capacity", None)
+        row = dict(epoch=int(self.learn.epoch), valid_masked_mse=float(s["mse"].mean()),
+                   valid_ssim=float(s["ssim"].mean()), valid_psnr=float(s["psnr"].mean()),
+                   **{f"valid_ssim_{c}": float(v) for c, v in zip(self.channels, s["ssim"].mean(0))},
+                   **{f"valid_psnr_{c}": float(v) for c, v in zip(self.channels, s["psnr"].mean(0))},
+                   beta=float(getattr(loss, "beta", float("nan"))), lambda_od=float(getattr(loss, "lambda_od", 0.0) or 0.0),
+                   lambda_d=float(getattr(loss, "lambda_d", 0.0) or 0.0),
+                   expected_kl_floor=float(cap) if cap is not None else float(getattr(loss, "free_bits", 0.0) or 0.0) * self.z_dim)
+        self.rows = [r for r in self.rows if r["epoch"] != row["epoch"]] + [row]
+
+# %% ../../nbs/24_mri.train.ipynb #0ed8975c
 @torch.no_grad()
 def reconstruct(model, xs:torch.Tensor, # volumes [N, C, S, S, S]
                 bs:int=2, device=None, autocast_dtype=None) -> torch.Tensor:
@@ -128,16 +251,7 @@ def reconstruct(model, xs:torch.Tensor, # volumes [N, C, S, S, S]
     model.train(was_training)
     return torch.cat(out)
 
-def evaluate_reconstructions(x:torch.Tensor, recon:torch.Tensor, # [N, C, S, S, S] references and reconstructions
-                             channels=CHANNELS) -> pd.DataFrame:
-    "Mean and standard deviation over volumes of SSIM and PSNR (dB) per channel."
-    if x.shape != recon.shape: raise ValueError(f"x {tuple(x.shape)} and recon {tuple(recon.shape)} differ")
-    if x.shape[1] != len(channels): raise ValueError(f"{x.shape[1]} channels but names {channels}")
-    s, p = ssim3d(recon, x).numpy(), psnr(recon, x).numpy()
-    return pd.DataFrame({"channel": list(channels), "ssim_mean": s.mean(0), "ssim_std": s.std(0),
-                         "psnr_mean": p.mean(0), "psnr_std": p.std(0), "n_volumes": len(x)})
-
-# %% ../../nbs/24_mri.train.ipynb #3003aff1
+# %% ../../nbs/24_mri.train.ipynb #f164f78e
 def _save(fig, path):
     if path is None: return fig
     with atomic_path(path) as tmp: fig.savefig(tmp, format="png", dpi=80, bbox_inches="tight")
@@ -154,21 +268,6 @@ def plot_learning_curves(metrics:pd.DataFrame, path=None):
     if "train_beta" in metrics:
         ax2 = axs[2].twinx(); ax2.plot(metrics.epoch, metrics.train_beta, "k:", label="beta"); ax2.set_ylabel("beta (mean)")
     axs[0].legend(); fig.tight_layout()
-    return _save(fig, path)
-
-def plot_reconstructions(x:torch.Tensor, recon:torch.Tensor, # one volume [C, S, S, S] and its reconstruction
-                         channels=CHANNELS, path=None, title=""):
-    "Axial mid-slices of every channel: input (top) and reconstruction (bottom)."
-    C, S = x.shape[0], x.shape[-1]
-    fig, axs = plt.subplots(2, C, figsize=(2.2*C, 4.4))
-    for c in range(C):
-        lo, hi = float(x[c].min()), float(x[c].max())
-        for r, (v, name) in enumerate(((x, "input"), (recon, "recon"))):
-            axs[r, c].imshow(v[c, :, :, S//2].T.numpy(), cmap="gray", origin="lower", vmin=lo, vmax=hi)
-            axs[r, c].set_xticks([]); axs[r, c].set_yticks([])
-            axs[r, c].set_title(f"{channels[c]} {name}", fontsize=9)
-    if title: fig.suptitle(title)
-    fig.tight_layout()
     return _save(fig, path)
 
 def plot_kl_per_dim(kl_per_dim, free_bits:float, path=None):
@@ -188,11 +287,75 @@ def plot_active_units(metrics:pd.DataFrame, z_dim:int, path=None):
     fig.tight_layout()
     return _save(fig, path)
 
+# %% ../../nbs/24_mri.train.ipynb #d81eeeae
+def plot_evaluation(evaluation:pd.DataFrame, path=None, title:str=""):
+    "Masked MSE (left) and mean masked SSIM (right) of the VAE and its baselines on the validation subjects."
+    order = [m for m in ("vae", "pca", "mean_template", "vae_z0", "zeros") if m in set(evaluation.method)]
+    ev = evaluation.set_index("method").loc[order]
+    colors = {"vae": "C0", "pca": "C1", "mean_template": "C2", "vae_z0": "C4", "zeros": "C7"}
+    fig, axs = plt.subplots(1, 2, figsize=(9, 2.8))
+    for ax, col, lab in ((axs[0], "mse", "masked MSE (lower is better)"), (axs[1], "ssim_mean", "masked SSIM, mean of channels (higher is better)")):
+        bars = ax.barh(order[::-1], ev[col].values[::-1], color=[colors[m] for m in order[::-1]])
+        ax.bar_label(bars, fmt="%.3f", fontsize=8, padding=2); ax.set_xlabel(lab, fontsize=9)
+        ax.set_xlim(0, ev[col].max() * 1.25)
+    if title: fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return _save(fig, path)
+
+def _slice_index(seg, mask, S):
+    "Axial slice through the lesion (label 3 of the cached segmentation) if there is one, else through the brain's centre."
+    if seg is not None and (np.asarray(seg) == 3).any(): return int(round(np.argwhere(np.asarray(seg) == 3)[:, 2].mean()))
+    idx = np.argwhere(np.asarray(mask))
+    return int(round(idx[:, 2].mean())) if len(idx) else S // 2
+
+def plot_subject(x:torch.Tensor, # one validation volume [C, S, S, S]
+                 mask:torch.Tensor, # its brain mask [S, S, S]
+                 recons:dict, # method -> reconstruction [C, S, S, S]
+                 seg=None, # cached segmentation [S, S, S] (picks the slice through the lesion), or None
+                 channels=CHANNELS, path=None, title:str="", mse:dict|None=None):
+    "Axial slice (through the lesion) of each channel: input, then each method's reconstruction, masked to the brain, on the input's grey scale."
+    C, S = x.shape[0], x.shape[-1]
+    k = _slice_index(seg, mask, S)
+    rows = [("input", x)] + list(recons.items())
+    fig, axs = plt.subplots(len(rows), C, figsize=(1.9*C, 1.9*len(rows)))
+    m = np.asarray(mask[:, :, k], dtype=bool).T
+    for c in range(C):
+        inside = x[c][mask.bool()]
+        lo, hi = float(inside.min()), float(inside.max())
+        for r, (name, v) in enumerate(rows):
+            img = np.where(m, v[c, :, :, k].T.numpy(), np.nan)
+            ax = axs[r, c]; ax.imshow(img, cmap="gray", origin="lower", vmin=lo, vmax=hi); ax.set_facecolor("black")
+            ax.set_xticks([]); ax.set_yticks([])
+            if r == 0: ax.set_title(channels[c], fontsize=9)
+            if c == 0: ax.set_ylabel(name if not mse or name not in mse else f"{name}\nMSE {mse[name]:.3f}", fontsize=8)
+    if title: fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return _save(fig, path)
+
 # %% ../../nbs/24_mri.train.ipynb #8f0429cd
 def _mri_cache(cfg):
     kw = dict(img_size=cfg["img_size"], dtype=cfg["cache_dtype"], val_frac=cfg["val_frac"])
-    if cfg["data_dir"] is None: return default_mri_cache(n_subjects=cfg["n_subjects"], seed=cfg["seed"], **kw)
+    if cfg["data_dir"] is None:
+        return default_mri_cache(n_subjects=cfg["n_subjects"], seed=cfg["seed"], timepoints=tuple(cfg["timepoints"]), **kw)
     return build_cache(cfg["data_dir"], seed=cfg["seed"], **kw)
+
+def _stack(cache, ds, idx=None):
+    "Volumes [n, C, S, S, S] (float32) and brain masks [n, S, S, S] (bool) of items `idx` of a dataset."
+    idx = list(range(len(ds))) if idx is None else list(idx)
+    xs = torch.stack([ds[i][0] for i in idx]) if idx else torch.zeros(0)
+    masks = torch.stack([torch.from_numpy(cache.load_mask(ds.folders[i])) for i in idx]) if idx else torch.zeros(0, dtype=torch.bool)
+    return xs, masks
+
+def _spread(n_items, n):
+    "`n` indices spread evenly over `range(n_items)` (all of them if `n` is 0/None or >= n_items)."
+    if not n or n >= n_items: return list(range(n_items))
+    return sorted(set(np.linspace(0, n_items - 1, n).round().astype(int).tolist()))
+
+def _first_per_subject(table, n):
+    "Row indices of the first scan of up to `n` different subjects (then further scans) of a dataset's table."
+    first = table.reset_index(drop=True).groupby("subject", sort=False).head(1).index.tolist()
+    rest = [i for i in range(len(table)) if i not in first]
+    return (first + rest)[:n]
 
 def _epoch_printer(learn, keys=("train_loss", "valid_loss", "valid_recon", "valid_kl_raw", "cov_penalty", "au_count")):
     "A one-line-per-epoch logger for `learn.logger` (instead of fastai's raw lists when progress bars are off)."
@@ -201,42 +364,73 @@ def _epoch_printer(learn, keys=("train_loss", "valid_loss", "valid_recon", "vali
         d = dict(zip(names, values))
         parts = [f"{k} {d[k]:.4g}" for k in keys if isinstance(d.get(k), (int, float))]
         parts += [f"{k} {d[k]:.4g}" for k in names if k.endswith("cov_penalty") and k not in keys and isinstance(d.get(k), float)]
-        print(f"epoch {d.get('epoch', '?')}: " + ", ".join(parts) + f" ({d.get('time', '')})")
+        print(f"epoch {d.get('epoch', '?')}: " + ", ".join(parts) + f" ({d.get('time', '')})", flush=True)
     return log
 
 def _read_metrics(path:Path) -> pd.DataFrame|None:
     return pd.read_csv(path) if path.exists() and path.stat().st_size else None
 
+def _join_epoch_rows(metrics:pd.DataFrame, rows:list) -> pd.DataFrame:
+    "Add the columns of `rows` (dicts with an `epoch`) to `metrics` by epoch, keeping earlier values where a row is missing."
+    if not rows: return metrics
+    extra = pd.DataFrame(rows).drop_duplicates("epoch", keep="last").set_index("epoch")
+    metrics = metrics.copy()
+    for col in extra.columns:
+        new = metrics.epoch.map(extra[col])
+        metrics[col] = new.where(new.notna(), metrics[col]) if col in metrics else new
+    return metrics
+
+def _headline(ev:pd.DataFrame, z_dim:int) -> str:
+    "One sentence: the VAE against the mean template and PCA, with numbers, saying which is better."
+    mse = ev.set_index("method").mse
+    v, t, p = mse["vae"], mse["mean_template"], mse["pca"]
+    if v < p: verdict = f"the VAE beats PCA by {(1 - v/p):.0%}"
+    else: verdict = f"PCA with {z_dim} components is better than the VAE ({p/v:.2f}x its error)"
+    return (f"VAE masked MSE {v:.4f} vs mean template {t:.4f} ({v/t:.2f}x) and PCA(k={z_dim}) {p:.4f} ({v/p:.2f}x): {verdict}; "
+            f"decoding z=0 gives {mse['vae_z0']:.4f} ({mse['vae_z0']/v:.2f}x the VAE's error)")
+
 def train_mri(config:dict|None=None, # parameters (see `DEFAULTS`); e.g. a YAML config
               **overrides) -> dict:
-    "Train an MRI VAE (Exp1 or Exp2, baseline or SBD decoder) and write a complete run folder; returns a summary. DDP under `torchrun`."
+    "Train an MRI VAE (Exp1 or Exp2, baseline or SBD decoder), evaluate it against baselines and write a complete run folder; returns the summary. DDP under `torchrun`."
     cfg = resolve_config(DEFAULTS, config, source="train_mri config", **overrides)
     recipe = mri_recipe(cfg)
     with distributed(device=cfg["device"]): return _train_mri(cfg, recipe)
 
 def _train_mri(cfg:dict, recipe:dict) -> dict:
+    t_start = time.time()
     if cfg["num_threads"]: torch.set_num_threads(int(cfg["num_threads"]))
     device, main = rank_device(cfg["device"]), is_main_process()
     set_seed(cfg["seed"])
     with main_process_first(): cache = _mri_cache(cfg)  # rank 0 builds the cache, the other ranks then read it
+    data_seconds = time.time() - t_start
     train_ds, valid_ds = MRIVolumeDataset(cache, "train"), MRIVolumeDataset(cache, "valid")
     if len(valid_ds) == 0: raise ValueError(f"no validation volumes in {cache.path}: use more subjects or a larger val_frac (got {cfg['val_frac']})")
+    n_valid_subjects = int(valid_ds.table.subject.nunique())
+    if n_valid_subjects < 8 and main:
+        warnings.warn(f"only {n_valid_subjects} validation subject(s): the comparison with the baselines is noisy; use >= 8 (more subjects or a larger val_frac)")
     out_dir = start_run(cfg["out_dir"], dict(cfg, free_bits_resolved=recipe["free_bits"], cache=str(cache.path),  # rank 0 only
-                                             n_train=len(train_ds), n_valid=len(valid_ds)))
+                                             n_train=len(train_ds), n_valid=len(valid_ds), n_valid_subjects=n_valid_subjects))
     dls = vae_dataloaders(train_ds, valid_ds, bs=cfg["batch_size"], num_workers=cfg["num_workers"], device=device, seed=cfg["seed"])
-    model = build_model(cfg).to(device)
+    x_train, _ = _stack(cache, train_ds, _spread(len(train_ds), cfg["n_baseline_train"]))  # the template's and PCA's training data
+    model = build_model(cfg)
+    if cfg["output_template"]: model.set_template(x_train.mean(0))
+    model = model.to(device)
     if cfg["channels_last"] and device.type == "cuda": model.channels_last()
+    autocast = resolve_precision(cfg["amp"], device)
+    xs_mon, masks_mon = _stack(cache, valid_ds, _first_per_subject(valid_ds.table, cfg["n_monitor"]))
+    image_metrics = EpochImageMetrics(xs_mon.to(device), masks_mon.to(device), cfg["z_dim"], autocast_dtype=autocast)
     ckpt, csv = out_dir/"checkpoint", out_dir/"metrics.csv"
     learn = vae_learner(dls, model, recipe["loss"], lr=cfg["lr"], wd=cfg["weight_decay"], grad_clip=cfg["grad_clip"],
-                        csv_path=csv, checkpoint=ckpt, amp=cfg["amp"], compile=cfg["compile"], progress=False,
-                        path=out_dir, **recipe["learner_kwargs"])
-    if main: learn.logger = _epoch_printer(learn)
+                        csv_path=csv, checkpoint=ckpt, amp=cfg["amp"], compile=cfg["compile"], progress=cfg["progress"],
+                        path=out_dir, cbs=[image_metrics], **recipe["learner_kwargs"])
+    if main and not cfg["progress"]: learn.logger = _epoch_printer(learn)
     start_epoch, old_rows = 0, None
     if cfg["resume"] and (ckpt/"trainer.json").exists():
         start_epoch, old_rows = learn.resume(ckpt), _read_metrics(csv)
         if main: print(f"resuming {out_dir} at epoch {start_epoch}")
     t0 = time.time()
-    with learn.distrib_ctx(sync_bn=False):  # DDP under torchrun (the models use GroupNorm); a no-op otherwise
+    ddp = learn.distrib_ctx(sync_bn=False) if world_size() > 1 else contextlib.nullcontext()
+    with ddp:  # DDP under torchrun (the models use GroupNorm)
         learn.fit_one_cycle(cfg["epochs"], cfg["lr"], start_epoch=start_epoch)
     seconds = time.time() - t0
     if getattr(learn, "nan_stop", None): warnings.warn(f"training stopped early: {learn.nan_stop}")
@@ -245,31 +439,58 @@ def _train_mri(cfg:dict, recipe:dict) -> dict:
     metrics = _read_metrics(csv)
     if old_rows is not None and metrics is not None:
         metrics = pd.concat([old_rows[old_rows.epoch < start_epoch], metrics[metrics.epoch >= start_epoch]], ignore_index=True)
+    if metrics is not None:
+        metrics = _join_epoch_rows(metrics, image_metrics.rows)
         atomic_write_text(csv, metrics.to_csv(index=False))
     net = learn.model._orig_mod if hasattr(learn.model, "_orig_mod") else learn.model
-    save_model(net, out_dir, extra=dict(experiment=cfg["experiment"], epochs=cfg["epochs"]))
-    # evaluation on the validation volumes
-    n_eval = min(len(valid_ds), cfg["n_eval"] or len(valid_ds))
-    xs = torch.stack([valid_ds[i][0] for i in range(n_eval)])
-    recon = reconstruct(net, xs, bs=cfg["batch_size"], device=device, autocast_dtype=resolve_precision(cfg["amp"], device))
-    evaluation = evaluate_reconstructions(xs, recon)
+    save_model(net, out_dir, extra=dict(experiment=cfg["experiment"], epochs=cfg["epochs"], best_epoch=getattr(learn, "best_epoch", None)))
+    # evaluation on the validation subjects, inside the brain mask: the VAE (best epoch's weights) and its baselines
+    t_eval = time.time()
+    idx = _spread(len(valid_ds), cfg["n_eval"])
+    xs, masks = _stack(cache, valid_ds, idx)
+    out = vae_outputs(net, xs, bs=cfg["batch_size"], device=device, autocast_dtype=autocast, seed=cfg["seed"])
+    base = baseline_reconstructions(x_train, xs, n_components=cfg["z_dim"], seed=cfg["seed"])
+    evaluation = evaluation_table(xs, masks, dict(vae=out["recon"], vae_z0=out["recon_z0"], mean_template=base["mean"],
+                                                  pca=base["pca"], zeros=base["zeros"]))
+    evaluation.insert(1, "n_subjects", int(valid_ds.table.subject.iloc[idx].nunique()))
     atomic_write_text(out_dir/"evaluation.csv", evaluation.to_csv(index=False))
-    diag = learn.vae_diagnostics[-1] if learn.vae_diagnostics else {}
-    last = metrics.iloc[-1].to_dict() if metrics is not None and len(metrics) else {}
-    table, verdict = collapse_report(diag, float(last.get("valid_kl_raw", float("nan"))), recipe["free_bits"], cfg["z_dim"])
+    template_mse = float(evaluation.set_index("method").mse["mean_template"])
+    row = posterior_diagnostics(out, xs, masks)
+    table = diagnostics_table(row, recipe["free_bits"], latent_dim=cfg["z_dim"], baseline_mse=template_mse)
+    verdict, reasons = collapse_verdict(row, recipe["free_bits"], latent_dim=cfg["z_dim"], baseline_mse=template_mse)
     atomic_write_text(out_dir/"collapse.csv", table.to_csv(index=False))
     figs = out_dir/"figures"
+    headline = _headline(evaluation, cfg["z_dim"])
+    plt.close(plot_evaluation(evaluation, figs/"evaluation.png", title=f"{len(xs)} validation volumes of {evaluation.n_subjects[0]} held-out subjects"))
     if metrics is not None and len(metrics):
         plt.close(plot_learning_curves(metrics, figs/"learning_curves.png"))
         plt.close(plot_active_units(metrics, cfg["z_dim"], figs/"active_units.png"))
-    plt.close(plot_reconstructions(xs[0], recon[0], path=figs/"reconstructions.png", title=f"{valid_ds.folders[0]} (validation)"))
-    if "kl_per_dim" in diag: plt.close(plot_kl_per_dim(diag["kl_per_dim"], recipe["free_bits"], figs/"kl_per_dim.png"))
+    plt.close(plot_kl_per_dim(row["kl_per_dim"], recipe["free_bits"], figs/"kl_per_dim.png"))
+    shown = _first_per_subject(valid_ds.table.iloc[idx], 3)
+    subject_figs = []
+    for j, i in enumerate(shown):
+        folder = valid_ds.folders[idx[i]]
+        recons = {"VAE": out["recon"][i], f"PCA k={cfg['z_dim']}": torch.from_numpy(base["pca"][i]), "template": torch.from_numpy(base["mean"][i])}
+        s = {n: float(masked_scores(r[None], xs[i:i+1], masks[i:i+1])["mse"][0]) for n, r in recons.items()}
+        path = figs/("reconstructions.png" if j == 0 else f"reconstructions_{j}.png")
+        plt.close(plot_subject(xs[i], masks[i], recons, seg=cache.load_seg(folder), path=path, mse=s,
+                               title=f"{folder} (validation): input and reconstructions, masked MSE on the left"))
+        subject_figs.append(str(path))
+    eval_seconds = time.time() - t_eval
     n_steps = (cfg["epochs"] - start_epoch) * len(dls.train)
-    summary = dict(out_dir=str(out_dir), experiment=cfg["experiment"], model=type(net).__name__, n_params=net.n_params,
-                   device=str(device), world_size=world_size(), main_process=True, steps_per_rank=steps_per_rank, epochs=cfg["epochs"], start_epoch=start_epoch, train_seconds=seconds,
+    comparison = evaluation[["method", "mse", "ssim_mean", "psnr_mean"]].to_dict(orient="records")
+    summary = dict(family="mri", verdict=verdict, verdict_reasons=reasons, best_epoch=getattr(learn, "best_epoch", None),
+                   headline=headline, comparison=comparison,
+                   report=[str(out_dir/"evaluation.csv"), str(figs/"evaluation.png"), *subject_figs, str(out_dir/"metrics.csv")],
+                   out_dir=str(out_dir), experiment=cfg["experiment"], model=type(net).__name__, n_params=net.n_params,
+                   device=str(device), world_size=world_size(), main_process=True, steps_per_rank=steps_per_rank,
+                   epochs=cfg["epochs"], start_epoch=start_epoch, n_train=len(train_ds), n_valid=len(valid_ds),
+                   n_valid_subjects=n_valid_subjects, n_train_subjects=int(train_ds.table.subject.nunique()),
+                   data_seconds=data_seconds, train_seconds=seconds, eval_seconds=eval_seconds, total_seconds=time.time() - t_start,
                    train_volumes_per_s=n_steps * cfg["batch_size"] / max(seconds, 1e-9),
-                   final=last, verdict=verdict, free_bits=recipe["free_bits"],
+                   final=metrics.iloc[-1].to_dict() if metrics is not None and len(metrics) else {}, free_bits=recipe["free_bits"],
+                   diagnostics={k: v for k, v in row.items() if k not in ("kl_per_dim", "mu_var")},
                    collapse=table.to_dict(orient="records"), evaluation=evaluation.to_dict(orient="records"),
-                   kl_per_dim=diag.get("kl_per_dim"), figures=sorted(str(p) for p in figs.glob("*.png")))
-    atomic_write_json(out_dir/"summary.json", summary)
+                   kl_per_dim=row["kl_per_dim"], figures=sorted(str(p) for p in figs.glob("*.png")))
+    finish_run(out_dir, summary)
     return summary
