@@ -45,3 +45,10 @@ def test_train_media_notebook_runs_and_its_numbers_hold(tmp_path, monkeypatch):
     assert summary["rules"]["mean medium"]["rule_recall"] == 0 and summary["rules"]["model"]["n_genomes"] == te.genome_id.nunique()
     printed = "".join("".join(o.get("text", "")) for c in nb["cells"] for o in c.get("outputs", []))
     assert summary["headline"] in printed
+    # the model's row is a proposal from the genome alone: the saved model, given only the test embeddings, gives the same F1
+    import torch
+    from vae_notebooks.media.models import ConditionalMediaVAE
+    torch.set_num_threads(1)
+    model = ConditionalMediaVAE.load(out_dir)
+    p, a = model.predict_from_genome(np.load(ds/"C_test.npy"), n_samples=32, temperature=1.0, seed=0)
+    assert abs(ev.loc[("all held-out genomes", "model"), "presence_f1"] - f1(Xte > 0, p > 0.5)) < 1e-9
