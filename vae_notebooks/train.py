@@ -216,7 +216,11 @@ def main(argv:list[str]|None=None):
         cfg = run_training(args.family, args.config, args.overrides, dry_run=True)
         if args.print_config: print(yaml.safe_dump(cfg, sort_keys=False)); return cfg
         if cfg.get("out_dir"): check_out_dir_early(cfg["out_dir"])
-        res = run_training(args.family, args.config, args.overrides)
+        try: res = run_training(args.family, args.config, args.overrides)
+        except BaseException:  # a crash or Ctrl-C: say what the run folder now holds, then let the error through
+            if int(os.environ.get("RANK", 0)) == 0 and cfg.get("out_dir") and Path(cfg["out_dir"]).is_dir():
+                print("\n" + run_summary_text(cfg["out_dir"], args.family), file=sys.stderr, flush=True)
+            raise
     except (ValueError, TypeError, FileNotFoundError, NotADirectoryError, PermissionError) as e: ap.exit(2, f"error: {e}\n")
     if int(os.environ.get("RANK", 0)) == 0 and cfg.get("out_dir"):
         print("\n" + run_summary_text(cfg["out_dir"], args.family), flush=True)
