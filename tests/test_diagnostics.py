@@ -94,6 +94,11 @@ def test_verdict_on_trained_models(tmp_path):
     with warnings.catch_warnings(), learn.no_logging():
         warnings.simplefilter("ignore"); learn.fit(1)
     rows["template"] = history_frame(learn).iloc[-1]
+    # one definition of an active unit: the engine's columns equal `metrics.active_units` / `latent_activity` (population variance)
+    from vae_notebooks.metrics import active_units, latent_activity
+    with torch.no_grad(): mu = learn.model.eval().encode(xv)[0]
+    assert rows["template"]["au_count"] == active_units(mu)
+    assert float(rows["template"]["mu_var_mean"]) == pytest.approx(float(latent_activity(mu).mean()), rel=1e-5)
 
     verdicts = {n: collapse_verdict(r, baseline_mse=base["mean"]) for n, r in rows.items()}
     for n, r in rows.items():

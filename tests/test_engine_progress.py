@@ -46,3 +46,16 @@ def test_bars_follow_the_environment_and_the_terminal(monkeypatch):
     monkeypatch.setenv("VAE_NOTEBOOKS_PROGRESS", "1"); assert watched() is True     # the explicit setting wins
     monkeypatch.setenv("VAE_NOTEBOOKS_PROGRESS", "0"); monkeypatch.delenv("CI"); assert watched() is False
     assert _started_by_batch_runner(["python -m papermill a.ipynb b.ipynb"]) and not _started_by_batch_runner(["jupyter-lab"])
+
+
+def test_without_bars_a_plain_process_logs_one_compact_line_per_epoch(capsys):
+    import torch
+    from vae_notebooks.learner import vae_dataloaders, vae_learner
+    from vae_notebooks.losses import VAELoss
+    from vae_notebooks.models.mlp import MLPVAE
+    x = torch.randn(64, 6); ds = [(r, r) for r in x]
+    learn = vae_learner(vae_dataloaders(ds[:48], ds[48:], bs=16, device="cpu"), MLPVAE(6, 2, hidden_dims=(8,)), VAELoss(), progress=False)
+    learn.fit(2)
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert len(lines) == 2 and lines[0].startswith("epoch 0: train_loss ") and "valid_objective" in lines[1], lines
+    assert "[" not in "".join(lines)     # not fastai's raw list of floats

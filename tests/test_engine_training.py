@@ -87,9 +87,9 @@ def test_every_family_model_class_is_registered():
 
 def test_run_folder_checks_and_markers(tmp_path):
     (tmp_path/"file").write_text("x")
-    with pytest.raises(NotADirectoryError, match=str(tmp_path/"file")): start_run(tmp_path/"file", {})
+    with pytest.raises(NotADirectoryError, match=f"out_dir {tmp_path/'file'} exists and is not a folder"): start_run(tmp_path/"file", {})
     assert (tmp_path/"file").read_text() == "x"
-    with pytest.raises(OSError, match=str(tmp_path/"file"/"run")): start_run(tmp_path/"file"/"run", {})
+    with pytest.raises(OSError, match=f"out_dir {tmp_path/'file'/'run'} cannot be created"): start_run(tmp_path/"file"/"run", {})
     run = start_run(tmp_path/"run", dict(lr=0.1))
     assert (run/"RUN_INCOMPLETE").exists() and not (run/"summary.json").exists()
     finish_run(run, dict(family="toy", verdict=None, verdict_reasons=[], best_epoch=0, headline="h", comparison=[], report=[]))

@@ -272,3 +272,19 @@ def test_anomaly_auc():
     with pytest.raises(ValueError, match="only one class"): anomaly_auc(s, np.ones(400))
     with pytest.raises(ValueError, match="0/1"): anomaly_auc(s, y * 2)
     with pytest.raises(ValueError, match=r"must both be \[N\]"): anomaly_auc(s[:, None], y)
+
+
+def test_baselines_match_an_independent_computation():
+    "Training mean = per-feature mean of x_train; PCA = projection on the top-k right singular vectors of centred x_train."
+    from vae_notebooks.metrics import baseline_reconstructions, baseline_scores
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(260, 4)) @ rng.normal(size=(4, 10)) + 0.2*rng.normal(size=(260, 10)) + 1.5
+    xt, xv = x[:200], x[200:]
+    rec = baseline_reconstructions(xt, xv, n_components=4)
+    mu = xt.mean(0); _, _, vt = np.linalg.svd(xt - mu, full_matrices=False)
+    np.testing.assert_allclose(rec["mean"], np.broadcast_to(mu, xv.shape), rtol=1e-5)
+    np.testing.assert_allclose(rec["pca"], mu + (xv - mu) @ vt[:4].T @ vt[:4], rtol=1e-4, atol=1e-4)
+    np.testing.assert_array_equal(rec["zeros"], 0)
+    sc = baseline_scores(xt, xv, 4).set_index("method").mse
+    np.testing.assert_allclose(sc.values, [np.mean(xv**2), np.mean((xv - mu)**2), np.mean((xv - rec["pca"])**2)], rtol=1e-5)
+    assert sc["pca"] < 0.1 < sc["mean"] < sc["zeros"]

@@ -274,11 +274,12 @@ class ValidObjective(Callback):
     def after_loss(self):
         learn = self.learn
         if learn.training or not len(learn.yb): return
-        if self.final:
+        final = {k: v for k, v in self.final.items() if getattr(vae_loss_of(learn), k) != v}  # only what differs now
+        if final:
             loss, lf = vae_loss_of(learn), learn.loss_func
-            old, comps = {k: getattr(loss, k) for k in self.final}, getattr(lf, "components", None)
+            old, comps = {k: getattr(loss, k) for k in final}, getattr(lf, "components", None)
             try:
-                for k, v in self.final.items(): _set_loss_attr(loss, k, v)
+                for k, v in final.items(): _set_loss_attr(loss, k, v)
                 with torch.no_grad(): obj = lf(learn.pred, *learn.yb)
             finally:  # the loggers read the components of the real loss
                 for k, v in old.items(): setattr(loss, k, v)
@@ -488,13 +489,13 @@ class NaNGuard(Callback):
     def _bad_ranks(self) -> list:
         "Ranks with a non-finite loss, else those with non-finite gradients, at this step (the same list on every rank)."
         loss = self.learn.loss_grad.detach()
-        loss_ok = torch.isfinite(loss).all()
-        grads_ok = loss_ok.new_ones(())
-        if not self._scaler_on():
-            grads = [p.grad for p in self._params if p.grad is not None]
-            if grads: grads_ok = torch.isfinite(torch.stack(torch._foreach_norm(grads)).sum())
+        grads = [p.grad for p in self._params if p.grad is not None] if not self._scaler_on() else []
         world = _world()
-        if world == 1: return [] if bool(loss_ok & grads_ok) else [0]
+        if world == 1:  # one fused test: the loss plus the gradient norms is finite iff all of them are
+            total = loss.float().sum() + torch.stack(torch._foreach_norm(grads)).sum() if grads else loss.float().sum()
+            return [] if bool(torch.isfinite(total)) else [0]
+        loss_ok = torch.isfinite(loss).all()
+        grads_ok = torch.isfinite(torch.stack(torch._foreach_norm(grads)).sum()) if grads else loss_ok.new_ones(())
         # one all-reduce: [loss bad on rank r..., gradients bad on rank r...]
         flags = torch.zeros(2, world, device="cpu" if dist.get_backend() == "gloo" else loss.device)
         r = dist.get_rank()

@@ -32,10 +32,10 @@ _all_ = ["MODEL_CLASSES", "register_model", "check_saveable", "save_model", "loa
          "finish_run", "RUN_INCOMPLETE"]
 
 # %% auto #0
-__all__ = ['VAEDataLoader', 'vae_dataloaders', 'VAECSVLogger', 'VAELearner', 'TorchAdam', 'watched', 'vae_learner', 'dist_env',
-           'barrier', 'rank_device', 'main_process_first', 'distributed', 'MODEL_CLASSES', 'register_model',
-           'check_saveable', 'save_model', 'load_model', 'check_out_dir', 'start_run', 'world_size', 'finish_run',
-           'RUN_INCOMPLETE']
+__all__ = ['VAEDataLoader', 'vae_dataloaders', 'VAECSVLogger', 'VAELearner', 'TorchAdam', 'epoch_logger', 'watched',
+           'vae_learner', 'dist_env', 'barrier', 'rank_device', 'main_process_first', 'distributed', 'MODEL_CLASSES',
+           'register_model', 'check_saveable', 'save_model', 'load_model', 'check_out_dir', 'start_run', 'world_size',
+           'finish_run', 'RUN_INCOMPLETE']
 
 # %% ../nbs/04_learner.ipynb #01697c1a
 def _check_dataset(ds, name:str, n_inp:int):
@@ -308,13 +308,25 @@ def _started_by_batch_runner(cmdlines:list[str]) -> bool:
     "Whether any of these command lines is papermill, nbclient, nbconvert, execnb or a test runner."
     return any(r in c for c in cmdlines for r in _BATCH_RUNNERS)
 
+def _ipython_shell():
+    return sys.modules["IPython"].get_ipython() if "IPython" in sys.modules else None
+
+def epoch_logger(learn, columns=("train_loss", "valid_loss", "valid_objective", "au_count")):
+    "A Recorder logger printing one compact line per epoch (`vae_learner` uses it without progress bars outside notebooks)."
+    def log(values):
+        names = list(learn.recorder.metric_names)
+        row = dict(zip(names, values))
+        parts = [f"{c} {row[c]:.4g}" for c in columns if isinstance(row.get(c), (int, float))]
+        print(f"epoch {row.get('epoch', '?')}: " + ", ".join(parts) + (f" ({row['time']})" if "time" in row else ""), flush=True)
+    return log
+
 def watched() -> bool:
     "Whether a person is probably watching: a terminal or a live Jupyter front end (not papermill, nbclient, nbdev-test or CI)."
     env = os.environ.get("VAE_NOTEBOOKS_PROGRESS", "").strip().lower()
     if env in ("1", "true", "yes", "on"): return True
     if env in ("0", "false", "no", "off"): return False
     if os.environ.get("CI", "").strip().lower() not in ("", "0", "false"): return False
-    shell = sys.modules["IPython"].get_ipython() if "IPython" in sys.modules else None
+    shell = _ipython_shell()
     if shell is not None:
         if type(shell).__name__ != "ZMQInteractiveShell": return False   # execnb (nbdev-test) and other embedded shells
         return not _started_by_batch_runner(_parent_cmdlines())
@@ -393,7 +405,9 @@ def vae_learner(dls:DataLoaders, # from `vae_dataloaders`
     # fastai's CastToTensor turns tensor subclasses into plain tensors before each batch; vae_dataloaders yields plain ones
     if isinstance(dls.train, VAEDataLoader): learn.remove_cbs([cb for cb in learn.cbs if isinstance(cb, CastToTensor)])
     if progress is None: progress = watched()
-    if not progress: learn.remove_cbs([cb for cb in learn.cbs if isinstance(cb, ProgressCallback)])
+    if not progress:
+        learn.remove_cbs([cb for cb in learn.cbs if isinstance(cb, ProgressCallback)])
+        learn.logger = epoch_logger(learn) if _ipython_shell() is None else noop   # no raw lists in reports
     return learn
 
 # %% ../nbs/04_learner.ipynb #e819e148
