@@ -87,7 +87,7 @@ def _build(tmp_path, nbs, quarto=True):
     return tmp_path
 
 def _run_check(tmp_path, capsys):
-    rc = check.main([str(tmp_path), "--site-url", "https://site.io/proj/", "--ready-timeout", "8"])
+    rc = check.main([str(tmp_path), "--site-url", "https://site.io/proj/", "--ready-timeout", "30"])
     return rc, capsys.readouterr()
 
 def _other():
@@ -129,3 +129,4 @@ def test_browser_check_fails_on_visible_directives_and_missing_libraries(tmp_pat
     for f in (tmp_path/"site_libs").glob("*.js"): f.unlink()
     rc, cap = _run_check(tmp_path, capsys)
     assert rc == 1 and "untypeset maths" in cap.err and "undrawn diagram" in cap.err, cap.err
+    assert "MathJax could not be loaded" in cap.err and "mermaid.js could not be loaded" in cap.err, cap.err
