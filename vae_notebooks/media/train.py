@@ -14,7 +14,6 @@ import torch
 from fastcore.basics import noop
 from matplotlib.figure import Figure
 from ..core import set_seed, default_device, data_root, resolve_config, atomic_write_json, atomic_save_npy, atomic_path
-from ..losses import VAELoss
 from ..learner import (vae_dataloaders, vae_learner, save_model, start_run, finish_run, distributed, main_process_first,
                                    rank_device, world_size)
 from ..callbacks import is_main_process
