@@ -135,6 +135,7 @@ def comparison_table(rows:list[dict], # `{"method": ..., metric: value, ...}` ro
 
 def run_summary_text(out_dir:str|Path, # the run folder
                      family:str|None=None, # the family (for the notebook command), if known
+                     config_file:str|None=None, # the YAML file the run was given, if any
                      ) -> str:
     "A short end-of-run summary from `out_dir/summary.json`: headline, verdict, comparison, where things are."
     out_dir = Path(out_dir)
@@ -164,12 +165,14 @@ def run_summary_text(out_dir:str|Path, # the run folder
             lines.append(f"no summary.json in {out_dir}: this family does not write one yet; look at its files")
         report = []
     lines.append(f"run folder: {out_dir.resolve()}")
-    if report: lines.append("open (in the run folder): " + ", ".join(str(r) for r in report[:8]) + (" ..." if len(report) > 8 else ""))
+    if report: lines.append(("open: " if any(Path(str(r)).is_absolute() for r in report) else "open (in the run folder): ") + ", ".join(str(r) for r in report[:8]) + (" ..." if len(report) > 8 else ""))
     else:
         figs = sorted((out_dir/"figures").glob("*.png")) if (out_dir/"figures").is_dir() else []
         if figs: lines.append(f"figures: {out_dir/'figures'}/ ({len(figs)} PNG files)")
-    if family: lines.append(f"the same run as a rendered report: papermill nbs/train_{family}.ipynb runs/train_{family}.ipynb "
-                            f"-f <this config> -p out_dir {out_dir}, then open it in JupyterLab (make lab)")
+    if family:
+        cfg_opt = f"-f {config_file} " if config_file else ""
+        lines.append(f"the same run as a rendered report: papermill nbs/train_{family}.ipynb runs/train_{family}.ipynb {cfg_opt}"
+                     f"-p out_dir {out_dir} (each --set as -p KEY VALUE), then open it in JupyterLab (make lab)")
     return "\n".join(lines)
 
 # %% ../nbs/60_train.ipynb #f481b709
@@ -219,11 +222,11 @@ def main(argv:list[str]|None=None):
         try: res = run_training(args.family, args.config, args.overrides)
         except BaseException:  # a crash or Ctrl-C: say what the run folder now holds, then let the error through
             if int(os.environ.get("RANK", 0)) == 0 and cfg.get("out_dir") and Path(cfg["out_dir"]).is_dir():
-                print("\n" + run_summary_text(cfg["out_dir"], args.family), file=sys.stderr, flush=True)
+                print("\n" + run_summary_text(cfg["out_dir"], args.family, args.config), file=sys.stderr, flush=True)
             raise
     except (ValueError, TypeError, FileNotFoundError, NotADirectoryError, PermissionError) as e: ap.exit(2, f"error: {e}\n")
     if int(os.environ.get("RANK", 0)) == 0 and cfg.get("out_dir"):
-        print("\n" + run_summary_text(cfg["out_dir"], args.family), flush=True)
+        print("\n" + run_summary_text(cfg["out_dir"], args.family, args.config), flush=True)
     return res
 
 # %% ../nbs/60_train.ipynb #da15889f
