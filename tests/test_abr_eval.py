@@ -85,3 +85,12 @@ def test_picker_finds_known_latencies():
     y2 = sum(a*np.exp(-0.5*((t - l)/0.2)**2) - 0.5*a*np.exp(-0.5*((t - l - 0.6)/0.2)**2) for l, a in ((3.3, 0.3), (7.3, 0.5)))
     p2 = pick_peaks(y2[None], t)
     assert p2.latency_I[0] == pytest.approx(3.3, abs=0.06) and np.isnan(p2.latency_III[0])
+
+
+def test_joint_conditional_figure_draws_every_level(data):
+    "Generated intensities are continuous: the figure picks recordings within ±5 dB of each level (it once drew nothing)."
+    import matplotlib; matplotlib.use("Agg")
+    from vae_notebooks.abr.train import plot_conditional_samples
+    torch.manual_seed(0)
+    fig = plot_conditional_samples(CVAE(joint_generation=True), data, levels=(60, 50), n_per=1)   # untrained: intensities near the mean
+    assert len(fig.axes[0].lines) == 2

@@ -315,10 +315,10 @@ def plot_conditional_samples(model, data:ABRData, path=None, levels=(80, 60, 40,
     if getattr(model, "joint_generation", False):
         gen = generate_abr(model, data, n=400, seed=seed)
         for k, lv in enumerate(levels):
-            rows = gen[gen.intensity == lv].head(n_per)
+            rows = gen[(gen.intensity - lv).abs() < 5].head(n_per)   # generated intensities are continuous
             for _, r in rows.iterrows(): ax.plot(t, r[list(WAVEFORM_COLS)].to_numpy(float) - 0.8*k, c=f"C{k}", lw=0.8)
             ax.text(9.2, -0.8*k + 0.2, f"{lv} dB", fontsize=8)
-        ax.set_title("joint model: generated recordings by generated intensity", fontsize=9)
+        ax.set_title("joint model: generated recordings by generated intensity (±5 dB)", fontsize=9)
     else:
         g = torch.Generator().manual_seed(seed)
         for k, lv in enumerate(levels):
