@@ -49,7 +49,7 @@ DEFAULTS = dict(
     epochs=40, bs=32, lr=1e-2, one_cycle=True,
     beta=0.01,                       # KL weight (recon is a per-medium sum over ingredients)
     free_bits=0.0,                   # nats per latent dimension (0: off)
-    curriculum=False,                # add organism types phase by phase (off: plain training won 4 of 5 paired seeds, see below)
+    curriculum=False,                # add organism types phase by phase (off: plain won 4 of 5 paired seeds in this world, see below)
     curriculum_order=list(ORGANISM_TYPES),
     curriculum_fraction=0.5,         # share of the epochs spent before every type is in the training set
     presence_threshold=0.5,          # an ingredient is proposed when its presence probability exceeds this
