@@ -380,7 +380,7 @@ def compare_forecasts(visits:pd.DataFrame, # per scan: subject, time_years, spli
     summary = summarise_outcomes(outcomes, n_boot, level, seed)
     paired = paired_differences(outcomes, n_boot=n_boot, level=level, seed=seed)
     return dict(outcomes=outcomes, calibration=calib, summary=summary, paired=paired, odes=odes, priors=priors,
-                trajectories=trajs, splits=by)
+                trajectories=trajs, splits=by, truth=truth)
 
 # %% ../../nbs/25_mri.growth.ipynb #0e513d9d
 def readout_errors(visits:pd.DataFrame, mu:Tensor, vol_dim:int, readout:tuple, split:str="test") -> dict:
@@ -460,12 +460,15 @@ def plot_forecast_trajectories(result:dict, # `compare_forecasts` output
             ax.plot(obs.times, np.exp(obs.log_volume), "o", color="C3", mfc="none", ms=5,
                     label="encoder read-out" if setting == "images" else "segmented volume")
             true = o.drop_duplicates("target")
-            ax.plot(true.t_target, np.exp(true.log_ref), "kx", ms=8, mew=2, label="true volume (held out)")
+            if "truth" in result:
+                ax.plot(obs.times, np.exp(result["truth"][name][:n_obs]), "k.", ms=5, label="true volume (observed visits)")
+            ax.plot(true.t_target, np.exp(true.log_ref), "kx", ms=8, mew=2, label="true volume (forecast visits)")
             ax.set_title(f"{name}: {setting}", fontsize=9)
             if r == len(settings) - 1: ax.set_xlabel("years")
         axs[r, 0].set_ylabel("lesion volume (ml)")
-    axs[0, 0].legend(fontsize=6, loc="best")
-    fig.tight_layout()
+    handles, names = axs[0, 0].get_legend_handles_labels()
+    fig.legend(handles, names, loc="lower center", ncol=5, fontsize=7, frameon=False)
+    fig.tight_layout(rect=(0, 0.07, 1, 1))
     return fig
 
 # %% ../../nbs/25_mri.growth.ipynb #46ceb377

@@ -307,6 +307,7 @@ def fit_latent_ode(trajs:list[SubjectTrajectory], # training subjects (each with
                    vol_weight:float=1.0, method:str="dopri5", rtol:float=1e-3, atol:float=1e-4,
                    adjoint:bool=False, seed:int=0,
                    readout:tuple=(1.0, 0.0), # (a, b) with log V (ml) = a * z_vol + b
+                   train_gompertz:bool=False, # also train the Gompertz parameters by gradient (default: closed-form empirical Bayes only)
                    device=None, quiet:bool=True):
     "Fit a `LatentODE` (per-subject Gompertz offsets) to encoded trajectories with a fastai `Learner`; returns (ode, learner)."
     from fastai.learner import Learner
@@ -324,6 +325,9 @@ def fit_latent_ode(trajs:list[SubjectTrajectory], # training subjects (each with
                     z_K=float(z_vol.max()) + 0.5, method=method, rtol=rtol, atol=atol, adjoint=adjoint)
     ode.readout.copy_(torch.tensor(readout, dtype=torch.float32))
     _init_gompertz(ode, trajs, vol_dim)
+    gompertz = [ode.func.log_alpha, ode.func.z_K, ode.func.subject_delta.weight]
+    if not train_gompertz:                                        # closed form only: the training learns the other dims' field
+        for p in gompertz: p.requires_grad_(False)
     items = _ode_items(trajs)
     n_rep = max(1, math.ceil(steps_per_epoch * min(bs, len(items)) / len(items)))
     train_dl = DataLoader(items * n_rep, bs=min(bs, len(items)), shuffle=True, drop_last=True, device=device)
@@ -335,40 +339,31 @@ def fit_latent_ode(trajs:list[SubjectTrajectory], # training subjects (each with
     if quiet:
         with learn.no_bar(), learn.no_logging(): learn.fit_one_cycle(epochs, lr)
     else: learn.fit_one_cycle(epochs, lr)
-    _set_cohort_stats(ode, trajs, loss)
+    for p in gompertz: p.requires_grad_(True)
+    if train_gompertz: _init_gompertz(ode, trajs, vol_dim, passes=1)  # prior, noise and offsets consistent with the trained cohort values
     return ode, learn
 
 @torch.no_grad()
-def _init_gompertz(ode, trajs, vol_dim):
-    "Start from closed-form fits: per-subject MAP fits under a wide prior, cohort values = their medians, then refit under the cohort's spread."
+def _init_gompertz(ode, trajs, vol_dim, passes:int=2):
+    "Empirical Bayes in closed form: per-subject MAP fits, cohort values = their medians, prior = their spread, noise = their residual; then the offsets under that prior."
     multi = [i for i, t in enumerate(trajs) if t.n_visits >= 2]
     if not multi: return
     b = pad_trajectories([trajs[i] for i in multi])
     zv, tm, m = b["mu"][..., vol_dim], b["times"], b["mask"]
     pinned = m.sum(1) >= 3                                        # subjects whose own visits pin the curve down
     if pinned.sum() < 2: pinned = torch.ones_like(pinned)
-    d = fit_subject_offsets(ode, tm, zv, m, prior_std=(1.0, 1.5))
-    zk = ode.func.z_K + d[:, 1]
-    ode.func.log_alpha.add_(d[pinned, 0].median()); ode.func.z_K.copy_(zk[pinned].median())
-    ode.K_gap.copy_((zk - zv[:, 0])[pinned].median())
-    gaps, las = (zk - zv[:, 0])[pinned], d[pinned, 0]
-    if len(gaps) >= 2: ode.prior_std.copy_(torch.stack([las.std(), gaps.std()]).clamp(0.1, 2.0))
-    d = fit_subject_offsets(ode, tm, zv, m)
-    ode.func.subject_delta.weight[torch.tensor(multi)] = d.clamp(-5, 5)
-
-@torch.no_grad()
-def _set_cohort_stats(ode, trajs, loss):
-    b = pad_trajectories(trajs)
-    out = LatentODEBatch(ode)(torch.arange(len(trajs)), b["times"], b["mask"], b["mu"][:, 0])
-    later = b["mask"].clone(); later[:, 0] = False                # the first visit is the initial state
-    res = (out["pred"][..., ode.vol_dim] - b["mu"][..., ode.vol_dim])[later]
-    if len(res) > 1: ode.obs_noise.fill_(float(res.pow(2).mean().sqrt().clamp_min(1e-3)))
-    multi = torch.tensor([t.n_visits >= 3 for t in trajs])       # offsets of subjects the data pins down
-    if multi.sum() < 3: multi = torch.ones_like(multi)
-    d = ode.func.subject_delta.weight[multi]
-    gaps = ode.func.z_K + d[:, 1] - b["mu"][multi, 0, ode.vol_dim]   # each plateau relative to the first visit
-    ode.K_gap.copy_(gaps.median())
-    if len(d) >= 2: ode.prior_std.copy_(torch.stack([d[:, 0].std(), gaps.std()]).clamp_min(0.05))
+    prior, f = torch.tensor([1.0, 1.5]), ode.func                 # first pass: a wide prior
+    u = (tm - tm[:, :1]) / ode.time_scale
+    for _ in range(passes):
+        d, start = fit_subject_offsets(ode, tm, zv, m, prior_std=prior, return_start=True)
+        la, zk = f.log_alpha + d[:, 0], f.z_K + d[:, 1]
+        pred = gompertz_log_volume(u, (zv[:, 0] + start)[:, None], zk[:, None], torch.exp(la)[:, None])
+        sq, dof = ((pred - zv).pow(2) * m)[pinned].sum(), float(m[pinned].sum() - 3 * pinned.sum())
+        if dof > 0: ode.obs_noise.fill_(float((sq / dof).sqrt().clamp_min(1e-3)))   # 3 fitted values per subject
+        gaps = (zk - zv[:, 0] - start)[pinned]                    # each plateau relative to the subject's start
+        f.log_alpha.copy_(la[pinned].median()); f.z_K.copy_(zk[pinned].median()); ode.K_gap.copy_(gaps.median())
+        if pinned.sum() >= 2: prior = torch.stack([la[pinned].std(), gaps.std()]).clamp(0.05, 3.0); ode.prior_std.copy_(prior)
+    f.subject_delta.weight[torch.tensor(multi)] = fit_subject_offsets(ode, tm, zv, m)
 
 # %% ../../nbs/23_mri.ode.ipynb #708830cf
 def _gompertz_params(self:LatentODE, subject:Tensor|None=None, # [B] embedding indices
