@@ -25,6 +25,18 @@ def test_math_layer_never_imports_fastai():
     for py in [PKG/"core.py", PKG/"losses.py", PKG/"schedules.py", *(PKG/"models").glob("*.py")]:
         if py.exists(): assert not [m for m in _imports(py) if m and m.split(".")[0] == "fastai"], py
 
+def test_saving_is_fastai_free_and_the_engine_modules_do_not_import_each_other():
+    "Model files and run folders need no training engine; callbacks and learner import `saving`, never each other."
+    code = ("import sys, vae_notebooks.saving\n"
+            "bad = sorted(m for m in sys.modules if m.split('.')[0] == 'fastai' or m == 'vae_notebooks.callbacks')\n"
+            "assert not bad, bad")
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT)
+    assert not [m for m in _imports(PKG/"saving.py") if m and m.split(".")[0] == "fastai"]
+    assert "vae_notebooks.learner" not in set(_imports(PKG/"callbacks.py"))
+    assert "vae_notebooks.callbacks" in set(_imports(PKG/"learner.py"))
+    src = (PKG/"callbacks.py").read_text()
+    assert "vae_notebooks.learner" not in src and "from .learner" not in src   # no lazy import either
+
 def test_nothing_imports_torchvision_or_fastai_vision():
     for py in PKG.rglob("*.py"):
         for m in _imports(py):
