@@ -81,7 +81,7 @@ def test_torchrun_abr_two_ranks(tmp_path):
 def test_torchrun_media_two_ranks_with_curriculum(tmp_path):
     "The curriculum grows the training set per phase; under DDP each rank iterates its share of the current phase."
     root = Path(__file__).resolve().parents[1]
-    r, out = _torchrun_family(tmp_path, "media", dict(epochs=4, device="cpu"), config=root/"configs"/"media_tiny.yaml")
+    r, out = _torchrun_family(tmp_path, "media", dict(epochs=4, device="cpu", curriculum="true"), config=root/"configs"/"media_tiny.yaml")
     for f in ("metrics.csv", "model.safetensors", "model.json", "summary.json", "curriculum.csv"): assert (out/f).is_file(), f
     assert len(pd.read_csv(out/"metrics.csv")) == 4
     summary = json.loads((out/"summary.json").read_text())

@@ -6,6 +6,7 @@ Docs: https://vae-notebooks.github.io/vae_notebooks/media.models.html.md"""
 
 # %% ../../nbs/43_media.models.ipynb #3f8bec50
 from __future__ import annotations
+import sys
 from pathlib import Path
 import numpy as np
 import pandas as pd
@@ -14,7 +15,6 @@ from torch import nn, Tensor
 from torch.utils.data import Dataset
 from fastai.callback.core import Callback
 from fastai.torch_core import num_distrib
-from fastai.distributed import DistributedDL
 from fastcore.basics import patch
 from ..core import VAEOutput, reparameterize, store_config
 from ..losses import VAELoss
@@ -341,7 +341,8 @@ class CurriculumCallback(Callback):
 
 def _inner_dl(dl):
     "The loader that draws the indices: under DDP, the one inside fastai's `DistributedDL`."
-    return dl.dl if isinstance(dl, DistributedDL) else dl
+    dist = sys.modules.get("fastai.distributed")  # imported only under DDP: importing it loads accelerate's tqdm.auto
+    return dl.dl if dist is not None and isinstance(dl, dist.DistributedDL) else dl
 
 def per_type_metrics(model:ConditionalMediaVAE, ds:MediaPairs) -> dict:
     "Validation error per organism type and overall: the presence/amount loss per medium of the z = 0 decode (genome only, medium unseen)."
