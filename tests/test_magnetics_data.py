@@ -105,6 +105,8 @@ def test_data_quality_events():
     assert [x["kind"] for x in dq.events(dead) if x["channel"] == "mirnov_090"] == ["dead"]
     short = dead.data.copy(); short[100:104, 4] = np.nan  # bridged by interpolation: not an event
     assert not [x for x in dq.events(dead.with_data(short)) if x["kind"] == "outage"]
+    for k in ("mode_lock", "disruption"):  # a locked mode quiets all Mirnov coils at once: physics, not a sensor fault
+        assert [x for x in dq.events(flat_top(simulate_shot(9, anomaly=k))) if x["kind"] in ("stuck", "dead")] == []
     q2 = DataQualityChecker.from_dict(json.loads(json.dumps(dq.to_dict())))
     assert q2.events(stuck) == dq.events(stuck)
 

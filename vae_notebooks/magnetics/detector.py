@@ -100,17 +100,23 @@ def vae_window_scores(model:nn.Module, windows:np.ndarray|Tensor, # [N, C, W]
                       logvar_channel:Tensor|None=None, # [C] decoder log-variance for models without `recon_logvar`
                       observed:np.ndarray|None=None, # [N, C, W] 1 where the sample is real, 0 where it was missing (filled)
                       cond:np.ndarray|None=None, # [N, cond_dim] condition of a conditional model
+                      impute_iters:int=3, # missing samples: replace them by the reconstruction this many times before scoring
                       bs:int=256, device=None) -> dict:
     "Per-window score terms: `nll_pos`, `resid2` [N, C, W] (0 at missing samples), `latent` [N] (||mu - mu_normal||²), `kl` [N], `mu` [N, D]."
     model.eval(); device = device or next(model.parameters()).device
     out = {k: [] for k in ("nll_pos", "latent", "kl", "mu", "resid2")}
     for i in range(0, len(windows), bs):
         x = torch.as_tensor(windows[i:i+bs], dtype=torch.float32, device=device)
-        o = model(x, torch.as_tensor(cond[i:i+bs], dtype=torch.float32, device=device), sample=False) if cond is not None else model(x, sample=False)
+        c = None if cond is None else torch.as_tensor(cond[i:i+bs], dtype=torch.float32, device=device)
+        run = (lambda v: model(v, c, sample=False)) if c is not None else (lambda v: model(v, sample=False))
+        obs = torch.ones_like(x) if observed is None else torch.as_tensor(observed[i:i+bs], dtype=torch.float32, device=device)
+        x_in = x
+        if (obs < 1).any():  # fill the missing samples with what the model expects there, given the observed ones
+            for _ in range(impute_iters): x_in = obs*x + (1 - obs)*run(x_in)["recon"].reshape(x.shape)
+        o = run(x_in)
         recon = o["recon"].reshape(x.shape)
         lv = o["recon_logvar"].reshape(x.shape) if "recon_logvar" in o else (
              torch.zeros_like(x) if logvar_channel is None else logvar_channel.to(device)[None, :, None].expand_as(x))
-        obs = torch.ones_like(x) if observed is None else torch.as_tensor(observed[i:i+bs], dtype=torch.float32, device=device)
         out["nll_pos"].append((gaussian_nll(x, recon, lv, reduction="none")*obs).cpu())
         out["resid2"].append(((x - recon).pow(2)*obs).cpu())
         mc = torch.zeros(o["mu"].shape[1]) if mu_normal is None else mu_normal
@@ -290,8 +296,12 @@ class PCADetector(WindowDetector):
         ref = valid if valid is not None else w
         self.resid_ref_ = ((ref.reshape(len(ref), -1) - self.pca_.inverse_transform(self.pca_.transform(ref.reshape(len(ref), -1))))**2).reshape(ref.shape).mean((0, 2))
     def _score_windows(self, w, obs, cond=None):
-        flat = w.reshape(len(w), -1)
-        r2 = ((flat - self.pca_.inverse_transform(self.pca_.transform(flat)))**2).reshape(w.shape)
+        flat, o = w.reshape(len(w), -1), obs.reshape(len(w), -1)
+        proj = lambda v: self.pca_.inverse_transform(self.pca_.transform(v))
+        x_in = flat
+        if (o < 1).any():  # missing samples: filled by the projection, as the VAE fills them by its reconstruction
+            for _ in range(3): x_in = o*flat + (1 - o)*proj(x_in)
+        r2 = ((flat - proj(x_in))**2).reshape(w.shape)
         return (r2*obs + (1 - obs)*self.resid_ref_[None, :, None]).sum(1)
 
 class IForestDetector(WindowDetector):

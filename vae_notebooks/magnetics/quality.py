@@ -33,8 +33,10 @@ class DataQualityChecker:
                  flat_ratio:float=0.5, # a step is flat below this share of the training 1st percentile
                  min_span:int=10, # shortest flat run reported (steps)
                  interp_limit:int=5, # NaN runs up to this long are bridged by the detector and not reported
+                 max_common:int=2, # more channels flat at once than this is physics (a locked mode), not a sensor fault
                 ):
         self.flat_window, self.flat_ratio, self.min_span, self.interp_limit = flat_window, flat_ratio, min_span, interp_limit
+        self.max_common = max_common
         self.channels, self.ref_std_, self.ref_level_ = None, None, None
     def fit(self, shots) -> DataQualityChecker:
         "Reference local standard deviation (1st percentile per channel) and level (median |x|) on normal shots."
@@ -61,6 +63,8 @@ class DataQualityChecker:
             for a, b in _runs(flat[:, c]):
                 if b - a < self.min_span: continue
                 start = max(a - self.flat_window + 1, 0)
+                # many channels fall quiet around the same time: the plasma did it (a locked mode), not the sensors
+                if flat[max(start - self.flat_window, 0):b + self.flat_window].any(0).sum() > self.max_common: continue
                 level = np.nanmedian(np.abs(shot.data[start:b, c]))
                 kind = "dead" if level < 0.1*self.ref_level_[c] else "stuck"
                 out.append(dict(kind=kind, channel=ch, start=start, stop=b, detected_at=a + self.min_span - 1))
@@ -71,9 +75,10 @@ class DataQualityChecker:
         for e in self.events(shot): m[e["start"]:e["stop"]] = True
         return m
     def to_dict(self): return dict(flat_window=self.flat_window, flat_ratio=self.flat_ratio, min_span=self.min_span, interp_limit=self.interp_limit,
+                                   max_common=self.max_common,
                                    channels=list(self.channels), ref_std=self.ref_std_.tolist(), ref_level=self.ref_level_.tolist())
     @classmethod
     def from_dict(cls, d):
-        q = cls(d["flat_window"], d["flat_ratio"], d["min_span"], d["interp_limit"])
+        q = cls(d["flat_window"], d["flat_ratio"], d["min_span"], d["interp_limit"], d.get("max_common", 2))
         q.channels, q.ref_std_, q.ref_level_ = tuple(d["channels"]), np.array(d["ref_std"]), np.array(d["ref_level"])
         return q

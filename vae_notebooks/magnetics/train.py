@@ -90,13 +90,14 @@ def load_magnetics_data(cfg:dict) -> dict:
         if split == "test" and not files: raise ValueError(f"{folder}: no shot files matching 'test_*'")
         shots = [align_channels(read_shot(p, cfg["time_channel"]), chans) for p in files]
         out[split] = [match_rate(s, rate, resample=cfg["sample_rate"] == "resample") for s in shots]
-    out["dq_test"] = _inject_missing([s for s in out["test"] if not s.events], cfg["n_test_outage"], cfg["seed"]) if cfg["data_dir"] is None else []
     if cfg["flat_top"]:
         for split, shots in out.items():
             cut = [flat_top(s, channel=cfg["ip_channel"], frac=cfg["flat_top_frac"]) for s in shots]
             short = [s.name for s in cut if s.T < cfg["window"]]
             if short: print(f"Notice: skipping {len(short)} {split} shots shorter than a window after the flat-top cut: {short}")
             out[split] = [s for s in cut if s.T >= cfg["window"]]
+    # missing data injected into (flat-top cut) copies of clean test shots, so that the spans are in scored coordinates
+    out["dq_test"] = _inject_missing([s for s in out["test"] if not s.events], cfg["n_test_outage"], cfg["seed"]) if cfg["data_dir"] is None else []
     return out
 
 # %% ../../nbs/52_magnetics.train.ipynb #4af0dcdf
@@ -149,6 +150,8 @@ def evaluate_scores(shots:list[Shot], scores:list[np.ndarray], threshold:float, 
         false_alarms_per_clean_shot=np.mean([len(flagged_runs(_flags(p, threshold), alarm_gap)) for _, p in clean]) if clean else np.nan,
         clean_shots_with_alarm=np.mean([_flags(p, threshold).any() for _, p in clean]) if clean else np.nan,
         false_alarm_rate_clean=np.mean(np.concatenate([_flags(p, threshold)[np.isfinite(p)] for _, p in clean])) if clean else np.nan,
+        clean_alarms_near_edge=np.mean(edge) if (edge := [min(a, len(p) - a) < 100 for _, p in clean
+                                                          for a, _ in flagged_runs(_flags(p, threshold), alarm_gap)]) else np.nan,
         n_clean=len(clean))
     neg = ~lab
     rows = []
@@ -180,7 +183,7 @@ def plot_timelines(shots:list[Shot], scores:dict, thresholds:dict, dq_events:lis
         for e in dq_events[i]: ax.axvspan(t[e["start"]], t[min(e["stop"], s.T) - 1], facecolor="none", edgecolor="tab:blue", hatch="///", lw=0)
         ax.set_yscale("symlog", linthresh=3)
         kinds = ", ".join(sorted({e["kind"] for e in s.events})) or "clean"
-        dq = ", ".join(sorted({f"{e['kind']}:{e['channel']}" for e in dq_events[i]}))
+        dq = ", ".join(sorted({f"{e['kind']} {e['channel']}" for e in dq_events[i]})[:2]) + (" ..." if len({(e['kind'], e['channel']) for e in dq_events[i]}) > 2 else "")
         ax.set_title(f"{s.name}: {kinds}" + (f" | DQ {dq}" if dq else ""), fontsize=6.5)
         ax.tick_params(labelsize=6)
     for j in range(n, nrows*ncols): axs[j//ncols, j % ncols].axis("off")
@@ -196,7 +199,8 @@ def attribution_matrix(det:VAEAnomalyDetector, shots:list[Shot], scores:list[np.
         att = channel_attribution(det, s, "error", relative=True)
         flag = _flags(sc, det.threshold_)
         rows.append(np.log2(att[flag if flag.any() else np.ones(s.T, bool)].mean(0) + 1e-6))
-    return pd.DataFrame(rows, index=[s.name for s in shots], columns=list(det.channels_))
+    names = [f"{s.name} {', '.join(sorted({e['kind'] for e in s.events})) or 'clean'}" for s in shots]
+    return pd.DataFrame(rows, index=names, columns=list(det.channels_))
 
 def plot_attribution_matrix(mat:pd.DataFrame, true_channels:list[str]|None=None):
     "Heat map of `attribution_matrix` with a diverging colour scale centred on 0 (as on clean shots) and its colour bar."
@@ -337,6 +341,21 @@ def _train_magnetics(cfg:dict) -> dict:
                              found=bool(hit), found_kind=hit[0]["kind"] if hit else "", found_span=f"{hit[0]['start']}-{hit[0]['stop']}" if hit else "",
                              **{f"plasma_alarms_{m}": a for m, a in alarms.items()}))
     _save_csv(pd.DataFrame(dq_rows, columns=["shot", "kind", "channel", "start", "stop", "detected_at"]), out/"data_quality.csv")
+    # the data-quality checker as a detector of the sensor faults it is meant for (flat lines), and its false events
+    dq_det = []
+    for k in ("stuck", "dead"):
+        hits = []
+        for s, es in zip(test, dq):
+            for e in s.events:
+                if e["kind"] != k: continue
+                h = [x for x in es if x["kind"] in ("stuck", "dead") and x["channel"] in e["channels"] and x["start"] < e["stop"] and x["stop"] > e["start"]]
+                hits.append((bool(h), 1000*(h[0]["detected_at"] - e["start"])*float(np.median(np.diff(s.time))) if h else np.nan))
+        if hits: dq_det.append(dict(kind=k, events=len(hits), events_found=sum(h for h, _ in hits), delay_ms_median=np.nanmedian([d for _, d in hits]) if any(h for h, _ in hits) else np.nan))
+    clean_dq = [len(es) for s, es in zip(test, dq) if not s.events]
+    phys_dq = [len([x for x in es if x["kind"] in ("stuck", "dead")]) for s, es in zip(test, dq) if s.events and s.events[0]["kind"] in ("mode_lock", "freq_jump", "disruption")]
+    dq_det.append(dict(kind="clean shots (false events)", events=len(clean_dq), events_found=int(np.sum(clean_dq))))
+    dq_det.append(dict(kind="physics-anomaly shots (flat-line events)", events=len(phys_dq), events_found=int(np.sum(phys_dq))))
+    dq_det = pd.DataFrame(dq_det); _save_csv(dq_det, out/"data_quality_detection.csv")
     dq_check = pd.DataFrame(dq_check); _save_csv(dq_check, out/"data_quality_check.csv")
     # per-shot table
     att = attribution_matrix(det, test, scores[modes[0]])
@@ -348,7 +367,7 @@ def _train_magnetics(cfg:dict) -> dict:
         for m in modes:
             f = _flags(scores[m][i], det.thresholds_[m])
             r[f"anomaly_rate_{m}"] = f[np.isfinite(scores[m][i])].mean(); r[f"alarms_{m}"] = len(flagged_runs(f, cfg["alarm_gap"]))
-        r["top_channels"] = ", ".join(att.loc[s.name].sort_values(ascending=False).index[:3])
+        r["top_channels"] = ", ".join(att.iloc[i].sort_values(ascending=False).index[:3])
         r["data_quality"] = "; ".join(f"{e['kind']} {e['channel']} {e['start']}-{e['stop']}" for e in dq[i])
         shot_rows.append(r)
     shots_tab = pd.DataFrame(shot_rows); _save_csv(shots_tab, out/"shots.csv")
@@ -375,15 +394,17 @@ def _train_magnetics(cfg:dict) -> dict:
     summary = dict(family="magnetics", verdict=None, verdict_reasons=["anomaly detector: judged by the comparison with the baselines, not by a collapse verdict"],
                    best_epoch=det.best_epoch_, epochs_run=len(det.history_), headline=headline,
                    comparison=table[["detector", "mode", "roc_auc", "pr_auc", "events", "events_found", "false_alarms_per_clean_shot",
-                                     "clean_shots_with_alarm", "delay_ms_median", "threshold"]].to_dict("records"),
+                                     "clean_shots_with_alarm", "clean_alarms_near_edge", "delay_ms_median", "threshold"]].to_dict("records"),
                    report=[str(figs[k]) for k in ("timelines", "attribution", "learning_curve", "latent_pca")] +
-                          [str(out/f) for f in ("evaluation.csv", "per_kind.csv", "shots.csv", "data_quality.csv", "data_quality_check.csv")],
+                          [str(out/f) for f in ("evaluation.csv", "per_kind.csv", "shots.csv", "data_quality.csv", "data_quality_check.csv",
+                                                "data_quality_detection.csv")],
                    out_dir=str(out), main_model=main_name, modes=modes, thresholds={m: det.thresholds_[m] for m in modes}, calibration=calib_note,
                    false_alarm_target=cfg["false_alarm_rate"] if cfg["threshold"] == "conformal" else None,
                    n_train=len(data["train"]), n_calib=len(data["calib"]), n_test=len(test), n_dq_test=len(data["dq_test"]),
                    world_size=world_size(), main_process=True,
                    steps_per_rank=[int(getattr(dets[m][0].learn_, "train_iter", 0)) for m in cfg["models"]], time_s=time.time() - t_start,
                    channel_hit_rate=channel_hit_rate, evaluation=table.to_dict("records"), per_kind=per_kind.to_dict("records"),
-                   data_quality_check=dq_check.to_dict("records"), figures={k: str(v) for k, v in figs.items()})
+                   data_quality_check=dq_check.to_dict("records"), data_quality_detection=dq_det.to_dict("records"),
+                   figures={k: str(v) for k, v in figs.items()})
     finish_run(out, summary)
     return summary
