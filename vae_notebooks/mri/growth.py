@@ -339,8 +339,9 @@ def verdict_sentence(summary:pd.DataFrame, paired:pd.DataFrame, setting:str, hor
             f"({int(s.n_subjects.max())} held-out subjects): best is {best} (mean relative error {s.rel_error_mean[best]:.3f}); "
             f"the latent ODE ({s.rel_error_mean[model]:.3f}) {who} the strongest baseline {strongest} "
             f"({s.rel_error_mean[strongest]:.3f}, ratio {d.ratio:.2f}x, paired difference {d.diff_mean:+.3f} "
-            f"[{d.diff_lo:+.3f}, {d.diff_hi:+.3f}]) {sure}; its conformal 90% band covers {s.coverage_conformal[model]:.0%} "
-            f"({s.verdict_conformal[model]}), its native band {s.coverage_native[model]:.0%} ({s.verdict_native[model]}).")
+            f"[{d.diff_lo:+.3f}, {d.diff_hi:+.3f}]) {sure}; its calibrated 90% band covers {s.coverage_scaled[model]:.0%} "
+            f"({s.verdict_scaled[model]}), its native band {s.coverage_native[model]:.0%} ({s.verdict_native[model]})"
+            + (f" (only {int(s.n_calib[model])} calibration outcomes: too few for a finite-sample 90% guarantee)." if s.n_calib[model] < 9 else "."))
 
 # %% ../../nbs/25_mri.growth.ipynb #4141929d
 def compare_forecasts(visits:pd.DataFrame, # per scan: subject, time_years, split (fit/calib/test), measured_log_volume, true_log_volume
@@ -453,12 +454,12 @@ def plot_forecast_trajectories(result:dict, # `compare_forecasts` output
             q = o[o.method == "latent_ode"].q_scaled.iloc[0]
             ode_f = fm["latent_ode"]
             lo = ode_f["pred"] - q * (ode_f["pred"] - ode_f["lo"]); hi = ode_f["pred"] + q * (ode_f["hi"] - ode_f["pred"])
-            ax.fill_between(grid[1:], np.exp(lo), np.exp(hi), color="C0", alpha=0.2, label="latent ODE 90% band (conformal)")
+            ax.fill_between(grid[1:], np.exp(lo), np.exp(hi), color="C0", alpha=0.2, label="latent ODE 90% band (calibrated)")
             for m, f in fm.items():
                 col, ls = _STYLE[m]
                 ax.plot(grid, np.exp(np.r_[f["at_obs"], f["pred"]]), color=col, ls=ls, lw=1.5, label=m)
             ax.plot(obs.times, np.exp(obs.log_volume), "o", color="C3", mfc="none", ms=5,
-                    label="encoder read-out" if setting == "images" else "segmented volume")
+                    label="what the forecaster saw (read-out / segmentation)")
             true = o.drop_duplicates("target")
             if "truth" in result:
                 ax.plot(obs.times, np.exp(result["truth"][name][:n_obs]), "k.", ms=5, label="true volume (observed visits)")
