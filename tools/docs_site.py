@@ -250,6 +250,7 @@ def render_site(nbs: dict, out_dir, entries, site_title="docs", site_url="", sty
                    "extra_css": "styles.css" if styles and Path(styles).exists() else "", "site_title": site_title,
                    "page_title": titles[name], "page_title_html": inline_code(titles[name]),
                    "page_description": metas[name].get("description", ""),
+                   "page_description_html": inline_code(str(metas[name].get("description") or "")),
                    "sidebar_html": sidebar_html(entries, titles, pages, name), "source_name": name}
             body, _ = exporter.from_notebook_node(nb, resources=res)
             bodies[name] = fix_html(body, pages, site_url) if quarto else body
