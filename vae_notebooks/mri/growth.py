@@ -488,7 +488,9 @@ DEFAULTS = dict(
     vae_epochs=6, vae_bs=4, vae_lr=3e-3, beta=0.05,
     lambda_od=5.0, lambda_d=1.0,    # DIP-VAE weights (warm-up: start after 1 epoch, ramp over 1)
     vol_weight=10.0, loc_weight=10.0, labelled_frac=1.0,
-    ode_hidden=16, ode_epochs=2, ode_steps_per_epoch=10, ode_lr=2e-2, ode_prior_weight=1e-2,
+    ode_hidden=16, ode_epochs=2, ode_steps_per_epoch=10, ode_lr=2e-2,
+    ode_prior_weight=1e-2,          # weight of the offsets' penalty in training (acts only with ode_train_gompertz)
+    ode_train_gompertz=False,       # False: Gompertz parameters by closed-form empirical Bayes, frozen in training
     method="dopri5", adjoint=False,
     horizons=[1, 2],                # forecast the last visit, and (separately) the last two
     band_level=0.9,                 # nominal coverage of the bands
@@ -624,7 +626,7 @@ def train_growth(config:dict|None=None, **overrides) -> dict:
                             level=cfg["band_level"], threshold=cfg["stable_threshold"], n_samples=cfg["n_samples"],
                             n_boot=cfg["n_boot"], seed=cfg["seed"], hidden=cfg["ode_hidden"], epochs=cfg["ode_epochs"],
                             steps_per_epoch=cfg["ode_steps_per_epoch"], lr=cfg["ode_lr"], prior_weight=cfg["ode_prior_weight"],
-                            method=cfg["method"], adjoint=cfg["adjoint"])
+                            method=cfg["method"], adjoint=cfg["adjoint"], train_gompertz=cfg["ode_train_gompertz"])
     for setting, ode in res["odes"].items(): save_model(ode, out_dir/f"ode_{setting}")
     t_fit = time.time() - t_start - t_data - t_vae
     summ, paired = res["summary"], res["paired"]
@@ -640,7 +642,8 @@ def train_growth(config:dict|None=None, **overrides) -> dict:
         sizes = simulated_size_check(errors["readout_rmse"], [n_fit * int(m) for m in cfg["size_check"]], seed=cfg["seed"],
                                      horizons=tuple(int(h) for h in cfg["horizons"]), n_samples=cfg["n_samples"],
                                      hidden=cfg["ode_hidden"], epochs=cfg["ode_epochs"], steps_per_epoch=cfg["ode_steps_per_epoch"],
-                                     lr=cfg["ode_lr"], prior_weight=cfg["ode_prior_weight"], method=cfg["method"])
+                                     lr=cfg["ode_lr"], prior_weight=cfg["ode_prior_weight"], method=cfg["method"],
+                                     train_gompertz=cfg["ode_train_gompertz"])
         _write_csv(sizes.reset_index(), out_dir/"size_check.csv")
     # 4. the figure: 4 held-out subjects with the most visits
     test_subj = sorted(res["splits"]["test"], key=lambda s: -res["trajectories"]["images"][s].n_visits)[:4]
