@@ -98,7 +98,7 @@ def test_torchrun_magnetics_two_ranks(tmp_path):
     r, out = _torchrun_family(tmp_path, "magnetics", tiny)
     for f in ("metrics.csv", "model.safetensors", "model.json", "detector.json", "evaluation.csv", "summary.json"): assert (out/f).is_file(), f
     assert len(pd.read_csv(out/"metrics.csv")) == 2
-    assert sorted(pd.read_csv(out/"evaluation.csv").detector) == ["vae_conv", "zscore"]
+    assert sorted(set(pd.read_csv(out/"evaluation.csv").detector)) == ["vae_conv", "zscore"]  # one row per detector and scoring mode
     summary = json.loads((out/"summary.json").read_text())
     # the 5 training shots' windows make 4 batches of 64 per epoch in one process (8 steps in 2 epochs), 2 on each of 2 ranks
     assert summary["world_size"] == 2 and summary["steps_per_rank"] == [4]
