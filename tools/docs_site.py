@@ -261,6 +261,8 @@ def render_site(nbs: dict, out_dir, entries, site_title="docs", site_url="", sty
     def unlink(m):
         page, frag = m.group(1), m.group(2)
         return m.group(0) if page not in ids or frag in ids[page] else f"<code>{m.group(3)}</code>"
+    if names is None:  # a full build: pages of notebooks that no longer exist would be checked as if current
+        for stale in set(p.name for p in out_dir.glob("*.html")) - set(pages.values()): (out_dir/stale).unlink()
     for name, body in bodies.items():
         if quarto: body = re.sub(r'<a href="([^"#/:]+\.html)#([^"]+)"><code>(.*?)</code></a>', unlink, body)
         dest = out_dir/pages[name]
