@@ -458,11 +458,11 @@ def plot_forecast_trajectories(result:dict, # `compare_forecasts` output
             for m, f in fm.items():
                 col, ls = _STYLE[m]
                 ax.plot(grid, np.exp(np.r_[f["at_obs"], f["pred"]]), color=col, ls=ls, lw=1.5, label=m)
-            ax.plot(obs.times, np.exp(obs.log_volume), "o", color="C3", mfc="none", ms=5,
+            ax.plot(obs.times.numpy(), np.exp(obs.log_volume.numpy()), "o", color="C3", mfc="none", ms=5,
                     label="what the forecaster saw (read-out / segmentation)")
             true = o.drop_duplicates("target")
             if "truth" in result:
-                ax.plot(obs.times, np.exp(result["truth"][name][:n_obs]), "k.", ms=5, label="true volume (observed visits)")
+                ax.plot(obs.times.numpy(), np.exp(result["truth"][name][:n_obs]), "k.", ms=5, label="true volume (observed visits)")
             ax.plot(true.t_target, np.exp(true.log_ref), "kx", ms=8, mew=2, label="true volume (forecast visits)")
             ax.set_title(f"{name}: {setting}", fontsize=9)
             if r == len(settings) - 1: ax.set_xlabel("years")
