@@ -147,7 +147,7 @@ def main():
             sub = ABRData(df.iloc[:a.engine_steps*32 + 512].reset_index(drop=True), split=np.array(["train"]*(a.engine_steps*32) + ["valid"]*512))
             res["engine"][f"{th}_threads"] = engine_vs_plain(sub, a.engine_steps, a.repeats); print(" engine:", json.dumps(res["engine"][f"{th}_threads"]), flush=True)
     if a.quality_steps:
-        torch.set_num_threads(max(a.threads))
+        torch.set_num_threads(min(a.threads))
         for name, make in MODELS.items():
             set_seed(0); model = make(); plain_steps(model, data.tensors("train"), a.quality_steps, seed=0, warmup=0)
             res["quality"][name] = quality(model, data); print(" quality", name, res["quality"][name], flush=True)
