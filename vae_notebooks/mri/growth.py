@@ -253,7 +253,7 @@ def conformal_bands(calib:pd.DataFrame, # `forecast_outcomes` of calibration sub
     if calib.empty: calib = pd.DataFrame(columns=test.columns)
     for key, t in test.groupby(["setting", "horizon", "method"], sort=False):
         t = t.copy()
-        c = calib[(calib.setting == key[0]) & (calib.horizon == key[1]) & (calib.method == key[2])]
+        c = calib[(calib.setting == key[0]) & (calib.method == key[2])]     # all horizons: the scores are horizon-free
         # 1. |log residual| / sqrt(horizon): a band that widens like a random walk with the forecast horizon
         q = _conformal_quantile((c.log_ref - c.log_pred).abs() / np.sqrt(c.dt.clip(lower=1e-3)), level)
         t["log_lo_conformal"] = t.log_pred - q * np.sqrt(t.dt.clip(lower=1e-3))
