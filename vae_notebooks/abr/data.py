@@ -197,7 +197,7 @@ _HL_SYNONYMS = {"normal": "normal", "nh": "normal", "sensorineural": "sensorineu
                 "total": "total", "profound": "total", "anotia": "total", "neuropathy": "neuropathy",
                 "ansd": "neuropathy", "an": "neuropathy", "neural": "neuropathy"}
 _TO_UV = {"uv": 1.0, "µv": 1.0, "nv": 1e-3, "mv": 1e3, "v": 1e6}
-_RANGES = {"age": (0.0, 120.0, "years"), "intensity": (-10.0, 140.0, "dB nHL"), "rate": (1e-9, 200.0, "stimuli/s")}
+_RANGES = {"age": (0.0, 120.0, "years"), "intensity": (-10.0, 140.0, "dB nHL"), "rate": (0.1, 200.0, "stimuli/s")}
 LATENCY_RANGE_MS, AMPLITUDE_RANGE_UV = (0.5, WINDOW_MS), (0.0, 10.0)
 
 def _waveform_columns(df, waveform_cols):
