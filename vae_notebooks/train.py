@@ -61,8 +61,8 @@ def defaults_comments(source:str, # a module's source code
     node = next((n for n in tree.body if isinstance(n, ast.Assign) and any(getattr(t, "id", None) == name for t in n.targets)), None)
     if node is None: return {}
     val = node.value
-    if isinstance(val, ast.Call) and getattr(val.func, "id", None) == "dict": items = [(k.arg, k) for k in val.keywords if k.arg]
-    elif isinstance(val, ast.Dict): items = [(k.value, v) for k, v in zip(val.keys, val.values) if isinstance(k, ast.Constant) and isinstance(k.value, str)]
+    if isinstance(val, ast.Call) and getattr(val.func, "id", None) == "dict": items = [(k.arg, k, k) for k in val.keywords if k.arg]
+    elif isinstance(val, ast.Dict): items = [(k.value, k, v) for k, v in zip(val.keys, val.values) if isinstance(k, ast.Constant) and isinstance(k.value, str)]
     else: return {}
     comments, code_lines = {}, set()
     for tok in tokenize.generate_tokens(io.StringIO(source).readline):
@@ -70,12 +70,15 @@ def defaults_comments(source:str, # a module's source code
         if tok.type == tokenize.COMMENT: comments[tok.start[0]] = (tok.start[1], tok.string.lstrip("#").strip())
         elif tok.type not in (tokenize.NL, tokenize.NEWLINE, tokenize.INDENT, tokenize.DEDENT): code_lines.add(tok.start[0])
     res = {}
-    for key, v in items:
+    for key, k, v in items:
         line = v.end_lineno
         col, text = comments.get(line, (0, ""))
         nxt = line + 1  # continuation: comment-only lines indented like this trailing comment
         while text and nxt in comments and nxt not in code_lines and comments[nxt][0] >= col > 0:
             text += " " + comments[nxt][1]; nxt += 1
+        if not text:  # no comment of its own: the group heading above it (a comment-only line at the keys' indent)
+            heads = [l for l in comments if l < k.lineno and l not in code_lines and comments[l][0] <= k.col_offset]
+            if heads: text = comments[max(heads)][1]
         res[key] = text
     return res
 
