@@ -79,3 +79,15 @@ def test_every_family_config_resolves(family):
         cfg = run_training(family, f, dry_run=True)   # raises on an unknown key or a wrong type
         for k, v in (yaml.safe_load(f.read_text()) or {}).items():
             assert cfg[k] == v, f"{f.name}: {k}={v!r} became {cfg[k]!r}"
+
+def test_makefile_exports_passive_openmp(tmp_path):
+    "Every make target runs with OMP_WAIT_POLICY=PASSIVE (nbs/60a_runtime.ipynb), unless the user set a value."
+    import os, shutil
+    if shutil.which("make") is None: pytest.skip("make not installed")
+    probe = tmp_path/"probe.mk"
+    probe.write_text(f"include {ROOT/'Makefile'}\nprobe-omp:\n\t@echo $$OMP_WAIT_POLICY\n")
+    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    r = subprocess.run(["make", "-s", "-f", str(probe), "probe-omp"], cwd=ROOT, capture_output=True, text=True, env=env)
+    assert r.stdout.strip() == "PASSIVE", r.stdout + r.stderr
+    r = subprocess.run(["make", "-s", "-f", str(probe), "probe-omp"], cwd=ROOT, capture_output=True, text=True, env=dict(env, OMP_WAIT_POLICY="ACTIVE"))
+    assert r.stdout.strip() == "ACTIVE"
