@@ -81,7 +81,7 @@ def plain_valid(model, t, bs=256):
         b = [t[k][i:i + bs] for k in KEYS]; loss(model(*b), *b)
 
 
-def engine_vs_plain(data, n_steps, repeats):
+def engine_vs_plain(data, n_steps, repeats, augment=False):
     "One epoch of `n_steps` steps through vae_learner (with its validation pass) against the plain loop + the same validation pass."
     rows = []
     for r in range(repeats):
@@ -90,7 +90,7 @@ def engine_vs_plain(data, n_steps, repeats):
         plain_steps(model, data.tensors("train"), n_steps, warmup=0); plain_valid(model, data.tensors("valid"))
         plain = (time.perf_counter() - t0, time.process_time() - c0)
         set_seed(r); model = TransformerCVAE()
-        dls = vae_dataloaders(ABRDataset(data, "train", augment=True), ABRDataset(data, "valid"), bs=32, n_inp=4, device="cpu", seed=r)
+        dls = vae_dataloaders(ABRDataset(data, "train", augment=augment), ABRDataset(data, "valid"), bs=32, n_inp=4, device="cpu", seed=r)
         learn = vae_learner(dls, model, ABRLoss(beta=0.0, peak_weight=0.8), beta_schedule=beta_schedule(0.005, 60), lr=1e-4,
                             grad_clip=1.0, patience=15, progress=False, diagnostics=True, amp=False, cbs=[StepLR(30, 0.5)])
         learn.logger = lambda *a, **k: None
@@ -98,7 +98,7 @@ def engine_vs_plain(data, n_steps, repeats):
         eng = (time.perf_counter() - t0, time.process_time() - c0)
         rows.append(dict(plain_s=plain[0], plain_cpu_s=plain[1], engine_s=eng[0], engine_cpu_s=eng[1], steps=len(dls.train)))
     best = lambda k: min(r[k] for r in rows)
-    return dict(steps_per_epoch=rows[0]["steps"], n_valid=len(data.tensors("valid")["wave"]), repeats=repeats,
+    return dict(steps_per_epoch=rows[0]["steps"], augment=augment, n_valid=len(data.tensors("valid")["wave"]), repeats=repeats,
                 plain_s=round(best("plain_s"), 2), engine_s=round(best("engine_s"), 2),
                 plain_cpu_s=round(best("plain_cpu_s"), 2), engine_cpu_s=round(best("engine_cpu_s"), 2),
                 engine_over_plain_wall=round(best("engine_s")/best("plain_s"), 3),
@@ -122,6 +122,7 @@ def main():
     ap.add_argument("--repeats", type=int, default=2, help="interleaved repetitions (best kept)")
     ap.add_argument("--engine-steps", type=int, default=60, help="steps of the engine-vs-plain epoch (0: skip)")
     ap.add_argument("--quality-steps", type=int, default=300, help="training steps before the quality comparison (0: skip)")
+    ap.add_argument("--engine-augment", action="store_true", help="engine epoch with the training augmentation (the plain loop has none)")
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--out", default=None)
     a = ap.parse_args()
@@ -145,7 +146,7 @@ def main():
         print(th, "threads:", json.dumps(res["speed"][f"{th}_threads"]), flush=True)
         if a.engine_steps:
             sub = ABRData(df.iloc[:a.engine_steps*32 + 512].reset_index(drop=True), split=np.array(["train"]*(a.engine_steps*32) + ["valid"]*512))
-            res["engine"][f"{th}_threads"] = engine_vs_plain(sub, a.engine_steps, a.repeats); print(" engine:", json.dumps(res["engine"][f"{th}_threads"]), flush=True)
+            res["engine"][f"{th}_threads"] = engine_vs_plain(sub, a.engine_steps, a.repeats, a.engine_augment); print(" engine:", json.dumps(res["engine"][f"{th}_threads"]), flush=True)
     if a.quality_steps:
         torch.set_num_threads(min(a.threads))
         for name, make in MODELS.items():
@@ -154,7 +155,7 @@ def main():
         res["quality"]["steps"] = a.quality_steps
     res["load_avg_end"] = round(os.getloadavg()[0], 1)
     res["note"] = ("speed: plain-loop training steps (bs 32) per layer design, best of the interleaved repeats; epoch = 500 steps extrapolated. "
-                   "engine: one epoch of engine_steps steps through vae_learner (augmentation, KL warm-up, clipping, StepLR, diagnostics, "
+                   "engine: one epoch of engine_steps steps through vae_learner (no augmentation unless --engine-augment, KL warm-up, clipping, StepLR, diagnostics, "
                    "its validation pass) vs the plain loop + a plain validation pass over the same recordings. quality: the same seed and "
                    "steps for each design, scored on 512 held-out recordings with the clinical inputs masked.")
     out = Path(a.out) if a.out else Path(__file__).parent/"results"/f"abr_cpu_transformer{'_quick' if a.quick else ''}.json"
