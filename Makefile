@@ -8,8 +8,9 @@ PY := $(BIN)/python
 STAMP := $(VENV)/.install-stamp
 PIP := $(PY) -m pip install -q --disable-pip-version-check -c constraints.txt
 # OpenMP threads sleep instead of spinning while they wait: on a shared, busy machine torch's spinning default
-# ran training 16-50x slower (nbs/60a_runtime.ipynb). Exported to every target and the kernels they start
-# (papermill, JupyterLab); a value already in your environment wins.
+# ran training 3-50x slower (nbs/60a_runtime.ipynb); on an idle one passive waiting costs about 40%.
+# Exported to every target and the kernels they start (papermill, JupyterLab); a value already in your
+# environment wins (`OMP_WAIT_POLICY=ACTIVE make train` on a machine that is yours alone).
 export OMP_WAIT_POLICY ?= PASSIVE
 
 .PHONY: install train test test-fast docs docs-check docs-js lab sync readme clean-runs help

@@ -32,10 +32,12 @@ CONFIGS = {
     "1 thread (OMP_NUM_THREADS=1)": {"OMP_NUM_THREADS": "1"},
     "2 threads, OMP_WAIT_POLICY=PASSIVE": {"OMP_WAIT_POLICY": "PASSIVE"},
     "2 threads, import vae_notebooks.runtime first": {"BENCH_IMPORT_RUNTIME": "1"},
+    "2 threads, GOMP_SPINCOUNT=10000 (short spin)": {"GOMP_SPINCOUNT": "10000"},
+    "2 threads, GOMP_SPINCOUNT=100000": {"GOMP_SPINCOUNT": "100000"},
 }
 
 def run(env_extra, seconds):
-    env = {k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS", "OMP_WAIT_POLICY", "BENCH_IMPORT_RUNTIME")}
+    env = {k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS", "OMP_WAIT_POLICY", "BENCH_IMPORT_RUNTIME", "GOMP_SPINCOUNT")}
     env.update(env_extra, BENCH_SECONDS=str(seconds), PYTHONPATH=str(ROOT))
     r = subprocess.run([sys.executable, "-c", CHILD], env=env, capture_output=True, text=True)
     if r.returncode: sys.exit(r.stderr[-3000:])
