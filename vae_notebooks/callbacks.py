@@ -25,8 +25,8 @@ from .schedules import linear_warmup
 __all__ = ['VAELossFunc', 'vae_loss_of', 'fractional_epoch', 'ScheduleLossParam', 'BetaSchedule', 'CapacitySchedule', 'FreeBits',
            'gather_with_grad', 'gather_mu_logvar', 'DIPWarmup', 'ComponentTotals', 'LossComponent', 'probe_loss',
            'LogLossComponents', 'final_loss_values', 'ValidObjective', 'RestoreBest', 'VAEDiagnostics', 'NaNGuard',
-           'SaveBestModel', 'flatten_state', 'unflatten_state', 'save_checkpoint', 'SaveCheckpoint',
-           'RestoreCheckpoint', 'KeepVAEOutput', 'is_main_process', 'read_checkpoint']
+           'SaveBestModel', 'save_checkpoint', 'SaveCheckpoint', 'RestoreCheckpoint', 'KeepVAEOutput',
+           'is_main_process', 'flatten_state', 'unflatten_state', 'read_checkpoint']
 
 # %% ../nbs/03_callbacks.ipynb #92ffa494
 class VAELossFunc(torch.nn.Module):
@@ -570,33 +570,6 @@ def _to_json(v):
     if isinstance(v, (np.integer, np.floating)): return v.item()
     if isinstance(v, (list, tuple, L)): return [_to_json(o) for o in v]
     return v
-
-def flatten_state(obj, prefix:str="") -> tuple[dict, object]:
-    "Split a nested state (dicts, lists, tuples, tensors, numbers) into `(tensors, JSON skeleton)` for safetensors + JSON."
-    tensors = {}
-    def _walk(o, key):
-        if isinstance(o, Tensor): tensors[key] = o.detach().contiguous(); return {"__tensor__": key}
-        if isinstance(o, Mapping):
-            for k in o:
-                if not isinstance(k, (str, int)): raise TypeError(f"cannot checkpoint a state dict key of type {type(k).__name__} at {key!r}")
-            return {"__dict__": [[k, _walk(v, f"{key}.{k}")] for k, v in o.items()]}
-        if isinstance(o, tuple): return {"__tuple__": [_walk(v, f"{key}.{i}") for i, v in enumerate(o)]}
-        if isinstance(o, (list, L)): return [_walk(v, f"{key}.{i}") for i, v in enumerate(o)]
-        if isinstance(o, (np.integer, np.floating, np.bool_)): return o.item()
-        if o is None or isinstance(o, (bool, int, float, str)): return o
-        raise TypeError(f"cannot checkpoint a value of type {type(o).__name__} at {key!r}")
-    return tensors, _walk(obj, prefix)
-
-def unflatten_state(skeleton, tensors:dict, device=None):
-    "Inverse of `flatten_state`."
-    def _walk(o):
-        if isinstance(o, dict):
-            if "__tensor__" in o: t = tensors[o["__tensor__"]]; return t.to(device) if device is not None else t
-            if "__tuple__" in o: return tuple(_walk(v) for v in o["__tuple__"])
-            return {k: _walk(v) for k, v in o["__dict__"]}
-        if isinstance(o, list): return [_walk(v) for v in o]
-        return o
-    return _walk(skeleton)
 
 def _opt_state(opt) -> tuple[dict, object]:
     return flatten_state(opt.state_dict(), "opt")

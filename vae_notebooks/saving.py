@@ -14,6 +14,7 @@ import torch
 from torch import nn, Tensor
 import torch.distributed as dist
 import safetensors.torch
+from fastcore.foundation import L  # fastai's lists (in optimizer states); fastcore is not fastai
 import vae_notebooks
 from .core import default_device, atomic_path, atomic_write_json, atomic_write_text
 
@@ -142,7 +143,7 @@ def flatten_state(obj, prefix:str="") -> tuple[dict, object]:
                 if not isinstance(k, (str, int)): raise TypeError(f"cannot checkpoint a state dict key of type {type(k).__name__} at {key!r}")
             return {"__dict__": [[k, _walk(v, f"{key}.{k}")] for k, v in o.items()]}
         if isinstance(o, tuple): return {"__tuple__": [_walk(v, f"{key}.{i}") for i, v in enumerate(o)]}
-        if isinstance(o, list): return [_walk(v, f"{key}.{i}") for i, v in enumerate(o)]
+        if isinstance(o, (list, L)): return [_walk(v, f"{key}.{i}") for i, v in enumerate(o)]
         if isinstance(o, (np.integer, np.floating, np.bool_)): return o.item()
         if o is None or isinstance(o, (bool, int, float, str)): return o
         raise TypeError(f"cannot checkpoint a value of type {type(o).__name__} at {key!r}")
