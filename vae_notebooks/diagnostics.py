@@ -102,7 +102,10 @@ def collapse_verdict(row, # a metrics row (see `diagnostics_table`)
         why = "no active unit" if au == 0 else f"raw KL {kl:.4g} nats at the floor (<= {floor:.3g})"
         return "collapsed", [f"collapsed: {why}"] + reasons
     if failed.column.isin(_DECODER_CHECKS).any():
-        return "template", ["template: the decoder hardly uses z or is no better than the training mean"] + reasons
+        what = {"z0_ratio": "decoding z=0 is nearly as good as decoding mu (the decoder hardly uses z)",
+                "baseline_mse": "the reconstruction is no better than the training-mean template",
+                "recon_gap": "sampling z from the posterior does not worsen the reconstruction (a posterior too narrow to matter, or a decoder blind to it)"}
+        return "template", ["template: " + "; ".join(what[c] for c in _DECODER_CHECKS if c in set(failed.column))] + reasons
     if failed.column.isin(_LATENT_CHECKS).any():
         return "collapsed", ["collapsed (partial): too little of the latent space is used for its size"] + reasons
     return "healthy", reasons
