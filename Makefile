@@ -36,7 +36,8 @@ install: $(STAMP)
 train: install
 	@mkdir -p runs
 	$(BIN)/papermill nbs/train_mri.ipynb runs/train_mri.ipynb -k python3 --log-output --progress-bar
-	@echo "Report: runs/train_mri.ipynb (open in JupyterLab), run folder: runs/mri/"
+	@$(PY) -c "from vae_notebooks.train import run_summary_text; print(run_summary_text('runs/mri', 'mri'))"
+	@echo "Report: runs/train_mri.ipynb (open in JupyterLab: make lab), run folder: runs/mri/"
 
 test: install
 	$(PY) tools/check_sync.py
