@@ -589,14 +589,19 @@ def read_table(path:str|Path) -> pd.DataFrame:
     except pd.errors.ParserError as e: raise ValueError(f"{path}: cannot parse the table ({e})") from None
     raise ValueError(f"{path}: unsupported table format {ext!r} (use .csv, .tsv, .xlsx or .parquet)")
 
-def import_media_recipes(table, # a DataFrame or a path to a CSV/TSV/Excel/parquet export
-                         source:str|None=None, db:MediaDB|str|Path|None=None) -> pd.DataFrame:
-    "Import recipes (`medium, ingredient, amount, unit[, molar_mass, density_g_per_ml]` rows) as media in g/L, all rows or none; return the normalised rows."
+def _table_with(table, required:tuple) -> tuple[str, pd.DataFrame]:
+    "`(name for errors, DataFrame with lower-case column names)` of a table or path, refusing one that lacks a `required` column."
     name = str(table) if not isinstance(table, pd.DataFrame) else "<DataFrame>"
     df = read_table(table) if not isinstance(table, pd.DataFrame) else table.copy()
     df.columns = [str(c).strip().lower() for c in df.columns]
-    missing = [c for c in ("medium", "ingredient", "amount", "unit") if c not in df.columns]
+    missing = [c for c in required if c not in df.columns]
     if missing: raise ValueError(f"{name}: missing column(s) {missing}; found {list(df.columns)}")
+    return name, df
+
+def import_media_recipes(table, # a DataFrame or a path to a CSV/TSV/Excel/parquet export
+                         source:str|None=None, db:MediaDB|str|Path|None=None) -> pd.DataFrame:
+    "Import recipes (`medium, ingredient, amount, unit[, molar_mass, density_g_per_ml]` rows) as media in g/L, all rows or none; return the normalised rows."
+    name, df = _table_with(table, ("medium", "ingredient", "amount", "unit"))
     with use_db(db) as mdb:
         known_mm = {r["ingredient_id"]: r["molar_mass"] for r in mdb.con.execute("SELECT ingredient_id, molar_mass FROM ingredients")}
         out, media = [], {}
@@ -630,11 +635,7 @@ CONDITION_COLUMNS = ("temperature_c", "ph", "atmosphere", "salinity_pct", "incub
 def import_growth_table(table, # a DataFrame or a path to a CSV/TSV/Excel/parquet table
                         source:str|None=None, db:MediaDB|str|Path|None=None) -> pd.DataFrame:
     "Import growth observations (`genome_id, medium_id, growth[, score, <conditions>]`), every row or none; return the normalised rows."
-    name = str(table) if not isinstance(table, pd.DataFrame) else "<DataFrame>"
-    df = read_table(table) if not isinstance(table, pd.DataFrame) else table.copy()
-    df.columns = [str(c).strip().lower() for c in df.columns]
-    missing = [c for c in ("genome_id", "medium_id", "growth") if c not in df.columns]
-    if missing: raise ValueError(f"{name}: missing column(s) {missing}; found {list(df.columns)}")
+    name, df = _table_with(table, ("genome_id", "medium_id", "growth"))
     unknown = [c for c in df.columns if c not in ("genome_id", "medium_id", "growth", "score", "source") + CONDITION_COLUMNS]
     if unknown: raise ValueError(f"{name}: unknown column(s) {unknown}; condition columns are {list(CONDITION_COLUMNS)}")
     rows, seen = [], {}

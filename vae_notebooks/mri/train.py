@@ -433,7 +433,6 @@ def _train_mri(cfg:dict, recipe:dict) -> dict:
     with ddp:  # DDP under torchrun (the models use GroupNorm)
         learn.fit_one_cycle(cfg["epochs"], cfg["lr"], start_epoch=start_epoch)
     seconds = time.time() - t0
-    if getattr(learn, "nan_stop", None): warnings.warn(f"training stopped early: {learn.nan_stop}")
     steps_per_rank = int(getattr(learn, "train_iter", 0))  # optimizer steps this process took (half as many on 2 ranks)
     if not main: return dict(out_dir=str(out_dir), main_process=False, world_size=world_size(), steps_per_rank=steps_per_rank, train_seconds=seconds)
     metrics = _read_metrics(csv)
