@@ -52,6 +52,15 @@ def _latent_dim(row, latent_dim:int|None) -> int|None:
     return None
 
 _LATENT_CHECKS = ("au_count", "valid_kl_raw", "mu_var_mean")
+
+def _gap_expected(row, mu_var:float, z0_ratio:float, mse:float) -> tuple[float, float]:
+    "`(r2, gap_hat)`: posterior-to-mu variance ratio and the sampled-vs-mean gap a decoder using z as the z=0 ablation shows would have (NaN if unmeasured)."
+    lv, z0_mse = _get(row, "logvar_mean"), _get(row, "recon_z0_mse")
+    if not math.isfinite(z0_mse) and math.isfinite(z0_ratio) and z0_ratio > 0: z0_mse = mse/z0_ratio
+    if not (math.isfinite(lv) and mu_var > 0): return float("nan"), float("nan")
+    r2 = math.exp(min(lv, 50.0))/mu_var
+    return r2, r2*max(z0_mse - mse, 0.0)
+
 _DECODER_CHECKS = ("z0_ratio", "recon_gap", "baseline_mse")
 
 def diagnostics_table(row, # a metrics row: dict, pandas Series (Recorder / metrics.csv) or `learn.vae_diagnostics[-1]`
@@ -73,18 +82,22 @@ def diagnostics_table(row, # a metrics row: dict, pandas Series (Recorder / metr
     au_min, kl_min, floor = au_threshold(d), kl_threshold(d, free_bits), kl_floor(d, free_bits)
     mv, z0, gap, mse = (_get(row, k) for k in ("mu_var_mean", "z0_ratio", "recon_gap", "recon_mean_mse"))
     gap_min = GAP_REL_MIN*mse
+    r2, gap_hat = _gap_expected(row, mv, z0, mse)
+    gap_informative = gap > gap_min or not (math.isfinite(gap_hat) and gap_hat < gap_min)  # a measured gap always counts
     rows = [("active units", "au_count", au, f"> {au_min:.3g} (10 x D/128, D={d})", au > au_min),
             ("raw KL", "valid_kl_raw", kl, f"> {kl_min:.3g} nats (10 x D/128; free-bits floor {free_bits*d:.3g})", kl > kl_min),
             ("posterior-mean variance", "mu_var_mean", mv, f"> {MU_VAR_MIN}", mv > MU_VAR_MIN),
             ("z=0 ablation MSE(mu)/MSE(0)", "z0_ratio", z0, f"< {Z0_RATIO_MAX}", z0 < Z0_RATIO_MAX),
-            ("mean-vs-sampled gap", "recon_gap", gap, f"> {gap_min:.3g} ({GAP_REL_MIN:g} x MSE)", gap > gap_min)]
+            ("mean-vs-sampled gap", "recon_gap", gap, f"> {gap_min:.3g} ({GAP_REL_MIN:g} x MSE)" if gap_informative else
+             f"not informative: posterior sigma {math.sqrt(r2):.2g} x the spread of mu, so a decoder using z would show "
+             f"a gap of ~{gap_hat:.2g} < {gap_min:.3g} ({GAP_REL_MIN:g} x MSE)", gap > gap_min)]
     if baseline_mse is not None:
         ratio = mse/float(baseline_mse) if baseline_mse > 0 else float("nan")
         rows.append(("vs training-mean template MSE(mu)/MSE(mean)", "baseline_mse", ratio,
                      f"< {BASELINE_RATIO_MAX} (template MSE {float(baseline_mse):.4g})", ratio < BASELINE_RATIO_MAX))
     t = pd.DataFrame(rows, columns=["diagnostic", "column", "value", "healthy if", "ok"]).astype({"ok": object})
-    t.loc[~t.value.map(math.isfinite) | ((t.column == "recon_gap") & (not math.isfinite(mse))), "ok"] = None
-    t.attrs.update(latent_dim=d, kl_floor=floor, kl=kl, au=au)
+    t.loc[~t.value.map(math.isfinite) | ((t.column == "recon_gap") & (not math.isfinite(mse) or not gap_informative)), "ok"] = None
+    t.attrs.update(latent_dim=d, kl_floor=floor, kl=kl, au=au, gap_informative=gap_informative, gap_expected=gap_hat)
     return t
 
 def collapse_verdict(row, # a metrics row (see `diagnostics_table`)
@@ -96,7 +109,8 @@ def collapse_verdict(row, # a metrics row (see `diagnostics_table`)
     t = diagnostics_table(row, free_bits, latent_dim, baseline_mse)
     failed = t[t.ok.map(lambda o: not pd.isna(o) and not bool(o))]
     reasons = [f"{r.diagnostic}: {r.column}={r.value:.4g}, healthy if {r['healthy if']}" for _, r in failed.iterrows()]
-    reasons += [f"{r.diagnostic}: {r.column} not measured" for _, r in t[t.ok.isna()].iterrows()]
+    reasons += [f"{r.diagnostic}: {r.column}={r.value:.4g}, {r['healthy if']}" if r.column == "recon_gap" and not t.attrs["gap_informative"]
+                else f"{r.diagnostic}: {r.column} not measured" for _, r in t[t.ok.isna()].iterrows()]
     au, kl, floor = t.attrs["au"], t.attrs["kl"], t.attrs["kl_floor"]
     if au == 0 or (math.isfinite(kl) and kl <= floor):
         why = "no active unit" if au == 0 else f"raw KL {kl:.4g} nats at the floor (<= {floor:.3g})"
