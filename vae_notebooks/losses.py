@@ -21,7 +21,7 @@ __all__ = ['gaussian_kl', 'gaussian_nll', 'bernoulli_nll', 'recon_loss', 'kl_fre
 def gaussian_kl(mu:Tensor, # posterior means, e.g. [B, D]
                 logvar:Tensor, # posterior log-variances, same shape
                 ) -> Tensor:
-    "Elementwise KL( N(mu, exp(logvar)) || N(0, 1) ) = 0.5*(mu**2 + exp(logvar) - 1 - logvar); same shape as `mu`."
+    "Elementwise KL divergence from `N(mu, exp(logvar))` to `N(0, 1)`: `0.5*(mu**2 + exp(logvar) - 1 - logvar)`, same shape as `mu`."
     return 0.5*(mu.pow(2) + logvar.exp() - 1.0 - logvar)
 
 # %% ../nbs/01_losses.ipynb #8c0e7793
@@ -36,7 +36,7 @@ def gaussian_nll(x:Tensor, # data
                  mean:Tensor, # decoder mean, same shape as `x`
                  logvar:Tensor|float=0.0, # decoder log-variance (tensor broadcastable to `x`, or a constant)
                  reduction:str="sum") -> Tensor:
-    "Negative log-likelihood of `x` under N(mean, exp(logvar)), with the constant 0.5*log(2*pi)."
+    "Negative log-likelihood of `x` under `N(mean, exp(logvar))`, with the constant `0.5*log(2*pi)`."
     logvar = torch.as_tensor(logvar, dtype=mean.dtype, device=mean.device)
     nll = 0.5*(math.log(2*math.pi) + logvar + (x - mean).pow(2)*torch.exp(-logvar))
     return _reduce(nll, reduction)
@@ -148,7 +148,7 @@ def joint_cvae_loss(out:Mapping, # model output with recon, mu, logvar and optio
                     peak_mask:Tensor|None=None, # 1 where a peak is observed [B, P]
                     beta:float=1.0, static_weight:float=1.0, peak_weight:float=1.0,
                     ) -> tuple[Tensor, dict]:
-    "Signal + static + masked peak reconstruction + beta*KL; returns (total, components)."
+    "Signal + static + masked peak reconstruction + `beta*KL`; returns (total, components)."
     comps = {"signal": F.mse_loss(out["recon"], signal)}
     if static is not None and "static" in out: comps["static"] = F.mse_loss(out["static"], static)
     if peaks is not None and "peaks" in out:

@@ -16,6 +16,7 @@ import matplotlib.pyplot as plt
 from matplotlib.colors import TwoSlopeNorm
 from sklearn.metrics import roc_auc_score, average_precision_score, f1_score
 from ..core import set_seed, resolve_config, atomic_path, atomic_write_json
+from ..runtime import use_safe_threads
 from ..learner import start_run, finish_run, distributed, main_process_first, world_size
 from ..callbacks import is_main_process
 from .data import (Shot, ANOMALY_KINDS, read_shot, read_shots, simulated_dataset, flat_top, match_rate,
@@ -31,34 +32,53 @@ __all__ = ['DEFAULTS', 'load_magnetics_data', 'flagged_runs', 'point_adjust', 'e
 DEFAULTS = dict(
     out_dir="runs/magnetics",   # the run folder
     data_dir=None,              # folder of shot files named train_*, calib_*, test_* (None: the simulated data set)
-    seed=0,
+    seed=0,                     # seed of the simulated shots, the early-stopping split, the models and the isolation forest
     # simulated data (when data_dir is None)
-    n_train=16, n_calib=8, n_test_per_kind=2, n_test_clean=4, n_steps=1000, n_mirnov=8,
+    n_train=16,                 # simulated normal training shots
+    n_calib=8,                  # simulated normal calibration shots (the conformal thresholds)
+    n_test_per_kind=2,          # simulated test shots per anomaly kind (7 kinds: drift, spikes, dead, stuck, mode_lock, freq_jump, disruption)
+    n_test_clean=4,             # simulated clean test shots (false alarms are counted on them)
+    n_steps=1000,               # time steps per simulated shot (before the flat-top cut)
+    n_mirnov=8,                 # Mirnov coils per simulated shot (besides ip, loop voltage and two flux loops)
     n_test_outage=2,            # clean test shots copied with an injected outage and a missing channel (data-quality check)
     # reading real shots
     ip_channel="ip",            # the plasma-current channel (flat-top), matched ignoring case
     time_channel="time",        # the time base, matched ignoring case
     sample_rate="check",        # a calib/test shot at another rate than the training shots: "check" refuses it, "resample" resamples it
     # preprocessing
-    flat_top=True, flat_top_frac=0.8, window=100, stride=50, train_stride=10, interp_limit=5,
+    flat_top=True,              # keep only each shot's flat-top, found on the plasma current (False: the whole shot)
+    flat_top_frac=0.8,          # the flat-top is where the smoothed |ip| is at least this share of its maximum
+    window=100,                 # window length (time steps) the detectors see
+    stride=50,                  # step (time steps) between scored windows
+    train_stride=10,            # step (time steps) between the VAEs' training windows (overlap: cheap augmentation)
+    interp_limit=5,             # NaN gaps up to this many steps are interpolated; longer ones are data-quality outages
     smooth=11,                  # moving average of every detector's step scores (steps; 1 = off); trailing in causal mode
     position_norm=True,         # standardise each window position's score on normal windows (removes the window-edge bias)
     # models: the first one is the run's main model; kind "conv"/"mlp" with optional "+cond", "+recon_kl", "+drop"
-    models=["conv", "mlp"], latent_dim=16, hidden=[64, 64], dropout=0.0,
+    models=["conv", "mlp"],     # VAE detectors, the main model first: "conv" or "mlp", optionally with "+cond", "+recon_kl", "+drop"
+    latent_dim=16,              # size of each VAE's latent z (also the components of the pca_latent baseline)
+    hidden=[64, 64],            # conv: channels of the strided conv layers (each halves the window); mlp: hidden widths
+    dropout=0.0,                # dropout after each hidden layer of the VAEs (0: off; "+drop" models use 0.2 when this is 0)
     condition=["ip_flat", "b_field", "campaign"],  # shot metadata of the "+cond" models
-    epochs=25, bs=64, lr=3e-3, beta=1.0, patience=4, valid_frac=0.2,
+    epochs=25,                  # most training epochs per VAE (early stopping may end sooner; the best epoch's weights are kept)
+    bs=64,                      # batch size (windows)
+    lr=3e-3,                    # learning rate of the VAEs (Adam, constant: no schedule)
+    beta=1.0,                   # KL weight of the VAEs' training loss (Gaussian negative log-likelihood summed over each window)
+    patience=4,                 # early stopping: epochs without a lower validation loss (None: no stopping, no held-out shots)
+    valid_frac=0.2,             # share of the training shots held out for early stopping and the best epoch
     progress=None,              # progress bars: None = auto (on when a person watches, off under papermill), True, False
     # score and threshold
-    alpha=None, kl_weight=None, # alpha None: 1/(2 tau^2); kl_weight None: 1 ("nll" score) or 0.1 ("recon_kl")
+    alpha=None,                 # weight of ||mu - mu_normal||^2 in the "nll" score (None: 1/(2 tau^2), tau^2 the normal latents' variance)
+    kl_weight=None,             # weight of the KL term in the score (None: 1 for the "nll" score, 0.1 for "recon_kl")
     threshold="conformal",      # "conformal" (calibration shots) or "percentile" (training shots)
     calibration="shot",         # conformal on per-shot maxima ("shot"), per-block maxima ("block") or every step ("step")
     block=200,                  # block length (steps) for calibration="block"
     false_alarm_rate=0.1,       # conformal target: share of clean shots (blocks, steps) with an alarm
-    percentile=95.0,            # percentile threshold
+    percentile=95.0,            # threshold="percentile": this percentile of the training shots' step scores
     modes=["centred", "causal"],  # scoring modes evaluated: "centred" (offline review) and/or "causal" (online)
-    baselines=["zscore", "pca", "pca_latent", "iforest"],  # pca: 95% variance; pca_latent: as many components as the latent
+    baselines=["zscore", "pca", "pca_latent", "iforest"],  # zscore, pca (95% variance), pca_latent (as many components as the latent), iforest (isolation forest)
     alarm_gap=20,               # evaluation: flagged runs closer than this many steps are one alarm
-    device=None,
+    device=None,                # torch device ("cpu", "cuda", ...); None: $VAE_NOTEBOOKS_DEVICE, else CUDA, MPS, then CPU
 )
 
 # %% ../../nbs/52_magnetics.train.ipynb #afee52dc
@@ -292,6 +312,7 @@ def _label(name): return name if name in _BASELINES else f"vae_{name}"
 
 def _train_magnetics(cfg:dict) -> dict:
     t_start = time.time()
+    use_safe_threads()  # torch's default threads, or 1 when spinning threads meet a busy machine (60a_runtime)
     set_seed(cfg["seed"])
     out, main = start_run(cfg["out_dir"], cfg), is_main_process()  # start_run writes on rank 0 only
     with main_process_first(): data = load_magnetics_data(cfg)  # rank 0 simulates and caches the shots, the others then read them

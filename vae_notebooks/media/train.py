@@ -14,6 +14,7 @@ import torch
 from fastcore.basics import noop
 from matplotlib.figure import Figure
 from ..core import set_seed, default_device, data_root, resolve_config, atomic_write_json, atomic_save_npy, atomic_path
+from ..runtime import use_safe_threads
 from ..learner import (vae_dataloaders, vae_learner, save_model, start_run, finish_run, distributed, main_process_first,
                                    rank_device, world_size)
 from ..callbacks import is_main_process
@@ -40,23 +41,30 @@ DEFAULTS = dict(
     tests_per_organism=3,            # other media each organism is tested on
     n_ingredients=16,                # mean ingredients per simulated medium
     world_seed=0,                    # seed of the simulated world
-    embedding_method="kmer4",        # stats, kmer4, kmer6, kmer8, kmer4_canonical, ...
+    embedding_method="kmer4",        # genome embedding: stats, kmer4, kmer6, kmer8, kmer4_canonical, ...
     n_components=16,                 # PCA of the embeddings fitted on training genomes (0: none)
     test_size=0.2,                   # fraction of genomes held out for testing (per type)
     val_size=0.15,                   # fraction of genomes for validation (per type)
     split_seed=0,                    # seed of the genome split
-    latent_dim=4, hidden_dims=[64, 32], dropout=0.0,
-    epochs=40, bs=32, lr=1e-2, one_cycle=True,
+    latent_dim=4,                    # size of the latent z
+    hidden_dims=[64, 32],            # widths of the encoder's hidden layers (the decoder mirrors them)
+    dropout=0.0,                     # dropout after each hidden layer of the encoder and decoder (0: off)
+    epochs=40,                       # training epochs
+    bs=32,                           # batch size (medium-genome pairs; per process under DDP)
+    lr=1e-2,                         # learning rate (the peak of the one-cycle schedule when one_cycle)
+    one_cycle=True,                  # True: one-cycle schedule (fit_one_cycle); False: constant learning rate (fit)
     beta=0.01,                       # KL weight (recon is a per-medium sum over ingredients)
-    free_bits=0.0,                   # nats per latent dimension (0: off)
-    curriculum=False,                # add organism types phase by phase (off: plain won 4 of 5 paired seeds in this world, see below)
-    curriculum_order=list(ORGANISM_TYPES),
+    free_bits=0.0,                   # free-bits floor of the KL, nats per latent dimension (0: off)
+    curriculum=False,                # add organism types phase by phase (off: plain training won 4 of 5 paired seeds in the default world; compare_curriculum)
+    curriculum_order=list(ORGANISM_TYPES),  # order in which the curriculum adds the organism types
     curriculum_fraction=0.5,         # share of the epochs spent before every type is in the training set
     presence_threshold=0.5,          # an ingredient is proposed when its presence probability exceeds this
     n_samples=32,                    # prior samples of z per genome when proposing media
-    n_interpolation_steps=7,
-    seed=0, device=None, amp="auto",
-    num_threads=1,                   # CPU threads for torch (0: leave torch's default); small MLPs run best on one
+    n_interpolation_steps=7,         # points, ends included, between two held-out genomes' embeddings, each decoded to a medium (figure)
+    seed=0,                          # training seed (initialisation, batches, sampling); the world and the split have their own
+    device=None,                     # torch device ("cpu", "cuda", ...); None: $VAE_NOTEBOOKS_DEVICE, else CUDA, MPS, then CPU
+    amp="auto",                      # mixed precision on CUDA: "auto"/True/"bf16" (bf16), "fp16", False; a CPU trains in fp32
+    num_threads=1,                   # torch CPU threads (0: torch's default, or 1 when spinning threads meet a busy machine)
     progress=None,                   # progress bars: None = auto (on when a person watches, off under papermill), True, False
 )
 
@@ -167,7 +175,7 @@ def train_media(config:dict|None=None, **overrides) -> dict:
 def _train_media(cfg:dict) -> dict:
     db_path, main = _world_db(cfg), is_main_process()
     out_dir = start_run(cfg["out_dir"], dict(cfg, db_path_resolved=str(db_path), simulated=_simulates(cfg)))  # rank 0 only
-    if cfg["num_threads"]: torch.set_num_threads(cfg["num_threads"])
+    use_safe_threads(cfg["num_threads"])  # the config's count; 0: torch's default unless spinning threads meet a busy machine (60a_runtime)
     set_seed(cfg["seed"]); t0 = time.time()
     with main_process_first(), MediaDB(db_path) as db:  # rank 0 simulates the world and embeds the genomes, the others then read them
         if _simulates(cfg): default_world(db, **_world_params(cfg))

@@ -13,6 +13,7 @@ import pandas as pd
 import torch
 from scipy.optimize import least_squares
 from ..core import set_seed, default_device, resolve_config, atomic_path, atomic_write_json
+from ..runtime import use_safe_threads
 from torch import Tensor
 from .ode import (SubjectTrajectory, LatentODE, fit_latent_ode, forecast, gompertz_log_volume)
 from .exp3 import LatentPartition, Exp3VAE, Exp3Loss, Exp3Dataset, alignment_report
@@ -478,27 +479,43 @@ DEFAULTS = dict(
     data_dir=None,                  # longitudinal BraTS-layout cohort with -seg files; None: synthetic_cohort(n_subjects, seed)
     n_subjects=24,                  # synthetic cohort size (each subject has 3-6 visits)
     resolution=4,                   # voxel size (mm) of the synthetic cohort's files (4: fast; the cache resamples anyway)
-    img_size=16,                    # cube edge of the cached volumes
+    img_size=16,                    # cube edge (voxels) of the cached volumes the VAE sees
     val_frac=0.3,                   # fraction of subjects held out for testing (never seen by the VAE, the ODE or the calibration)
     calib_frac=0.35,                # fraction of the remaining subjects kept for calibrating the bands (and the VAE's validation)
     vae_path=None,                  # folder of a saved VAE (save_model); None: train a small Exp3 VAE on the fit subjects
     vol_dim=None,                   # volume latent of a non-Exp3 VAE (None: the dim most correlated with the measured log V)
-    z_dim=12, n_shape=3,            # Exp3 latent size and shape dims
-    base_channels=4, max_channels=16, use_sbd=False,
-    vae_epochs=6, vae_bs=4, vae_lr=3e-3, beta=0.05,
-    lambda_od=5.0, lambda_d=1.0,    # DIP-VAE weights (warm-up: start after 1 epoch, ramp over 1)
-    vol_weight=10.0, loc_weight=10.0, labelled_frac=1.0,
-    ode_hidden=16, ode_epochs=2, ode_steps_per_epoch=10, ode_lr=2e-2,
+    z_dim=12,                       # Exp3 latent size: 1 volume + 3 location + n_shape shape dims, the rest anatomy (at least 1)
+    n_shape=3,                      # unsupervised lesion-shape dims of the Exp3 latent
+    base_channels=4,                # channels of the Exp3 VAE's first (full-resolution) stage, doubled per downsampling stage
+    max_channels=16,                # cap on the channels of the Exp3 VAE's deeper stages
+    use_sbd=False,                  # decoder of the Exp3 VAE: True = Spatial Broadcast Decoder, False = transposed convolutions
+    vae_epochs=6,                   # Exp3 VAE training epochs (one-cycle schedule)
+    vae_bs=4,                       # Exp3 VAE batch size (scans)
+    vae_lr=3e-3,                    # Exp3 VAE peak learning rate of the one-cycle schedule
+    beta=0.05,                      # KL weight of the Exp3 VAE (reconstruction: mean squared error over voxels)
+    lambda_od=5.0,                  # DIP-VAE off-diagonal weight, all dims (warm-up: starts after 1 epoch, ramps over 1; 0: off)
+    lambda_d=1.0,                   # DIP-VAE diagonal weight, unsupervised dims only (same warm-up; 0: off)
+    vol_weight=10.0,                # weight of the squared error between z_vol and the centred log segmented volume (log ml)
+    loc_weight=10.0,                # weight of the squared error between z_loc and the lesion centroid (mm, centred and scaled)
+    labelled_frac=1.0,              # fraction of fit subjects whose volume and centroid supervise the VAE (1: all)
+    ode_hidden=16,                  # width of the latent ODE's residual MLP on the non-volume dims (0: none, they stay constant)
+    ode_epochs=2,                   # latent ODE training epochs (one-cycle schedule)
+    ode_steps_per_epoch=10,         # about this many optimiser steps per latent ODE epoch (the subjects are repeated to fill them)
+    ode_lr=2e-2,                    # latent ODE peak learning rate of the one-cycle schedule
     ode_prior_weight=1e-2,          # weight of the offsets' penalty in training (acts only with ode_train_gompertz)
     ode_train_gompertz=False,       # False: Gompertz parameters by closed-form empirical Bayes, frozen in training
-    method="dopri5", adjoint=False,
+    method="dopri5",                # torchdiffeq solver of the latent ODE ("dopri5" adaptive; "rk4", "euler" fixed-step)
+    adjoint=False,                  # True: O(1)-memory adjoint gradients (odeint_adjoint); slower, for long follow-ups
     horizons=[1, 2],                # forecast the last visit, and (separately) the last two
     band_level=0.9,                 # nominal coverage of the bands
     stable_threshold=0.1,           # |annualised change of log volume| below which a lesion counts as stable
     size_check=[1, 4],              # simulated cohorts with these multiples of the fit subjects ([] to skip)
     n_samples=32,                   # posterior samples per forecast
     n_boot=2000,                    # bootstrap resamples (over subjects) for the intervals
-    seed=0, device=None, amp=False, num_threads=1,
+    seed=0,                         # seed of the synthetic cohort, the subject splits, the training and the bootstrap
+    device=None,                    # torch device ("cpu", "cuda", ...); None: $VAE_NOTEBOOKS_DEVICE, else CUDA, MPS, then CPU
+    amp=False,                      # mixed precision of the VAE on CUDA: False, "auto"/True/"bf16" (bf16), "fp16"; a CPU trains in fp32
+    num_threads=1,                  # torch CPU threads; 0: torch's default, or 1 when spinning threads meet a busy machine
     progress=None,                  # progress bars: None = auto (on when a person watches, off under papermill), True, False
 )
 
@@ -588,7 +605,7 @@ def train_growth(config:dict|None=None, **overrides) -> dict:
     if not 0 < cfg["val_frac"] < 1: raise ValueError(f"val_frac must be in (0, 1), got {cfg['val_frac']}")
     if not 0 < cfg["calib_frac"] < 1: raise ValueError(f"calib_frac must be in (0, 1), got {cfg['calib_frac']}")
     if not cfg["horizons"] or any(int(h) < 1 for h in cfg["horizons"]): raise ValueError(f"horizons must be positive visit counts, got {cfg['horizons']}")
-    if cfg["num_threads"]: torch.set_num_threads(cfg["num_threads"])
+    use_safe_threads(cfg["num_threads"])  # the config's count; 0: torch's default unless spinning threads meet a busy machine (60a_runtime)
     set_seed(cfg["seed"])
     t_start = time.time()
     out_dir = start_run(cfg["out_dir"], cfg)
