@@ -355,3 +355,40 @@ def test_truncated_uncompressed_nii(tmp_path, keep):
     p = d / "CUT-00-t2w.nii"; raw = p.read_bytes()
     p.write_bytes(raw[: int(keep * len(raw)) if isinstance(keep, float) else keep])
     with pytest.raises(MRIDataError, match=r"subject CUT-00: cannot read the file.*CUT-00-t2w\.nii"): read_subject(d)
+
+
+# ---------------------------------------------------------------- the loader: workers, memory map, float16 transfer
+def _batches(dl, epochs=2):
+    "Every batch of `epochs` passes over `dl`, as lists of tensors."
+    return [[t.clone() for t in b] for _ in range(epochs) for b in dl]
+
+
+def test_loader_workers_same_batches_and_small_pickle(tmp_path):
+    import pickle
+    from vae_notebooks.mri.data import mri_dataloaders
+    raw = tmp_path / "raw"
+    for s in range(7): write_folder(raw, f"W{s}-00", seed=s)
+    cache = build_cache(raw, img_size=16, spacing=3.0, val_frac=0.45)  # float16 on disk; 4 train, 3 valid
+    assert isinstance(cache.load(cache.folders()[0], mmap=True), np.memmap)
+    runs = {}
+    for workers in (0, 2):
+        for half in (True, False):
+            dls = mri_dataloaders(cache, bs=2, num_workers=workers, half=half, device="cpu", seed=3)
+            runs[workers, half] = (_batches(dls.train), _batches(dls.valid, 1))
+            assert dls.train.dataset.dtype == (torch.float16 if half else torch.float32)
+    ref_train, ref_valid = runs[0, False]
+    assert len(ref_train) == 4 and len(ref_valid) == 2  # 2 batches of 2 per epoch, 2 epochs; valid 2 + 1
+    assert not all(torch.equal(a[0], b[0]) for a, b in zip(ref_train[:2], ref_train[2:]))  # the epochs are shuffled differently
+    for key, (tr, va) in runs.items():  # same order and the same values, bit for bit, float32 batches
+        assert len(tr) == len(ref_train) and len(va) == len(ref_valid), key
+        for a, b in zip(tr + va, ref_train + ref_valid):
+            assert a[0].dtype == torch.float32 and torch.equal(a[0], b[0]) and torch.equal(a[1], b[1]), key
+    # a worker gets the data set's path and table, not the volumes
+    ds = dls.train.dataset
+    vol_bytes = sum((cache.path / "volumes" / f"{f}.npy").stat().st_size for f in ds.folders)
+    assert len(pickle.dumps(ds)) < 0.25 * vol_bytes, (len(pickle.dumps(ds)), vol_bytes)
+    # the float16 items are the cache's values exactly
+    half = MRIVolumeDataset(cache, "train", dtype=torch.float16)
+    for i in range(len(half)):
+        x = half[i][0]
+        assert x.dtype == torch.float16 and np.array_equal(x.numpy(), np.load(cache.path / "volumes" / f"{half.folders[i]}.npy"))

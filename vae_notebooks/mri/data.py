@@ -19,8 +19,8 @@ from .synth import CHANNELS, synthetic_cohort, warp
 # %% auto #0
 __all__ = ['PREPROC_VERSION', 'MRIDataError', 'modality_path', 'read_subject', 'otsu_threshold', 'head_mask', 'target_affine',
            'resample', 'zscore_in_mask', 'preprocess_subject', 'find_folders', 'split_subjects', 'MRICache',
-           'build_cache', 'MRIVolumeDataset', 'default_mri_cache', 'mri_dataloaders', 'show_volume', 'CHANNELS',
-           'synthetic_cohort']
+           'build_cache', 'MRIVolumeDataset', 'half_transfer', 'default_mri_cache', 'mri_dataloaders', 'show_volume',
+           'CHANNELS', 'synthetic_cohort']
 
 # %% ../../nbs/20_mri.data.ipynb #ab891eb8
 _all_ = ["CHANNELS", "synthetic_cohort"]
@@ -377,28 +377,45 @@ def build_cache(data_dir:str|Path, # BraTS-style folder of subject folders
 
 # %% ../../nbs/20_mri.data.ipynb #d8860a36
 class MRIVolumeDataset(torch.utils.data.Dataset):
-    "Items `(x, x)` with `x` a float32 tensor [C,S,S,S] from one split of an `MRICache`."
+    "Items `(x, x)` with `x` a tensor [C,S,S,S] (float32 by default) from one split of an `MRICache`."
     def __init__(self, cache:MRICache, # from `build_cache`
                  split:str="train", # "train", "valid" or "all"
                  with_seg:bool=False, # items are `(x, x, seg)` with seg int64 [S,S,S]
-                 transform=None, # optional callable applied to x (a tensor) before it is returned
+                 transform=None, # optional callable applied to x (a float32 tensor) before it is returned
+                 dtype:torch.dtype=torch.float32, # item dtype; float16 ships a float16 cache as stored (see `half_transfer`)
                 ):
         if split not in ("train", "valid", "all"): raise ValueError(f"split must be 'train', 'valid' or 'all', got {split!r}")
-        self.cache, self.split, self.with_seg, self.transform = cache, split, with_seg, transform
+        if dtype not in (torch.float32, torch.float16): raise ValueError(f"dtype must be torch.float32 or torch.float16, got {dtype}")
+        self.cache, self.split, self.with_seg, self.transform, self.dtype = cache, split, with_seg, transform, dtype
         self.folders = cache.folders(split)
         self.table = cache.subjects.set_index("folder").loc[self.folders].reset_index()  # this split's rows of `cache.subjects`
     def __len__(self): return len(self.folders)
     def __getitem__(self, i):
         folder = self.folders[i]
-        x = torch.from_numpy(self.cache.load(folder))
-        if self.transform is not None: x = self.transform(x)
+        x = torch.from_numpy(np.array(self.cache.load(folder, mmap=True)))  # one copy out of the memory map, as stored
+        if self.transform is not None: x = self.transform(x.float())  # augmentations see float32 (and return it)
+        elif x.dtype != self.dtype: x = x.to(self.dtype)  # torch's conversion: vectorised, unlike NumPy's float16
         if not self.with_seg: return x, x
         seg = self.cache.load_seg(folder)
         seg = torch.zeros(x.shape[1:], dtype=torch.long) if seg is None else torch.from_numpy(seg.astype(np.int64))
         return x, x, seg
-    def __repr__(self): return f"MRIVolumeDataset({self.split}, {len(self)} volumes of {tuple(self[0][0].shape) if len(self) else '?'})"
+    def __repr__(self): return f"MRIVolumeDataset({self.split}, {len(self)} volumes of {tuple(self[0][0].shape) if len(self) else '?'}, {self.dtype})"
 
-# %% ../../nbs/20_mri.data.ipynb #39fb69e4
+# %% ../../nbs/20_mri.data.ipynb #0bbcf578
+def _float16_to_float32(b):
+    "`after_batch`: float16 tensors of a batch to float32, where the batch is (on its device)."
+    if isinstance(b, torch.Tensor): return b.float() if b.dtype == torch.float16 else b
+    return tuple(_float16_to_float32(t) for t in b) if isinstance(b, (tuple, list)) else b
+
+def half_transfer(dls, # fastai `DataLoaders` over `MRIVolumeDataset`s (e.g. from `vae_dataloaders`)
+                 ):
+    "Load float16 items and convert each batch to float32 on its device; returns `dls` (changed in place)."
+    for dl in dls.loaders:
+        ds = dl.dataset
+        if isinstance(ds, MRIVolumeDataset) and ds.cache.params.get("dtype") == "float16": ds.dtype = torch.float16
+        dl.after_batch = _float16_to_float32
+    return dls
+
 def default_mri_cache(img_size:int=32, n_subjects:int=8, seed:int=0,
                       resolution:int|None=None, # mm of the synthetic scans; None: 4 when the cube's voxels are >= 4 mm, else 2
                       timepoints:tuple=(3, 6), # scans per subject (fewest, most)
@@ -417,8 +434,9 @@ def mri_dataloaders(cache:MRICache|str|Path|None=None, # an `MRICache`, a data f
                     seed:int=0, # cohort and split seed when building; also seeds the shuffling
                     with_seg:bool=False, # batches `(x, x, seg)` instead of `(x, x)`
                     transform=None, # optional callable on each training `x` (augmentation)
+                    half:bool=True, # float16 items from a float16 cache, converted per batch on the device (`half_transfer`)
                     **kwargs): # to `build_cache` / `default_mri_cache` (e.g. `n_subjects`, `dtype`) or `vae_dataloaders` (e.g. `device`, `valid_bs`)
-    "fastai `DataLoaders` (train, valid) of `(x, x)` batches via `vae_notebooks.learner.vae_dataloaders`."
+    "fastai `DataLoaders` (train, valid) of float32 `(x, x)` batches via `vae_notebooks.learner.vae_dataloaders`."
     import inspect
     from vae_notebooks.learner import vae_dataloaders  # the engine layer; imported here so the data layer loads without it
     dl_keys = set(inspect.signature(vae_dataloaders).parameters) - {"train_ds", "valid_ds", "bs", "n_inp", "num_workers", "seed"}
@@ -428,7 +446,8 @@ def mri_dataloaders(cache:MRICache|str|Path|None=None, # an `MRICache`, a data f
     elif kwargs: raise TypeError(f"unexpected arguments {sorted(kwargs)} (the cache is already built)")
     train_ds = MRIVolumeDataset(cache, "train", with_seg, transform)
     valid_ds = MRIVolumeDataset(cache, "valid", with_seg)
-    return vae_dataloaders(train_ds, valid_ds, bs=bs, n_inp=1, num_workers=num_workers, seed=seed, **dl_kwargs)
+    dls = vae_dataloaders(train_ds, valid_ds, bs=bs, n_inp=1, num_workers=num_workers, seed=seed, **dl_kwargs)
+    return half_transfer(dls) if half else dls
 
 # %% ../../nbs/20_mri.data.ipynb #1c58e113
 def show_volume(x:np.ndarray|torch.Tensor, # [C,S,S,S] volume (RAS)
