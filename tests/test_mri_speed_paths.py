@@ -69,3 +69,30 @@ def test_torch_compile_on_cpu_matches_eager():
     torch.testing.assert_close(next(compiled_src.encoder.parameters()).grad, ge, rtol=1e-3, atol=1e-4)
     # the evaluation helpers accept the compiled module's original
     assert vae_outputs(compiled._orig_mod, x)["recon"].shape == x.shape
+
+def test_benchmark_script_gpu_paths_on_cpu(tmp_path, monkeypatch):
+    """`benchmarks/mri.py` (run by `benchmarks/gpu_mri.sh`) takes every path of its GPU run here: bf16 autocast, channels_last_3d,
+    torch.compile (aot_eager) in both loops, and the loader with 0 and 2 workers feeding the engine from a float16 cache."""
+    import importlib.util, json
+    from pathlib import Path
+    monkeypatch.setenv("VAE_NOTEBOOKS_DATA", str(tmp_path/"data"))
+    spec = importlib.util.spec_from_file_location("bench_mri", Path(__file__).parents[1]/"benchmarks"/"mri.py")
+    bench = importlib.util.module_from_spec(spec); spec.loader.exec_module(bench)
+    compile_before = torch.compile
+    try:
+        res = bench.main(["--device", "cpu", "--sizes", "16", "--batch-sizes", "2", "--precisions", "fp32", "bf16", "--steps", "1",
+                          "--warmup", "1", "--z-dim", "4", "--base-channels", "2", "--threads", "1", "--cpu-paths", "--compile",
+                          "--compile-backend", "aot_eager", "--loader", "--workers", "0", "2", "--loader-subjects", "2",
+                          "--out", str(tmp_path/"mri_test.json")])
+    finally: torch.compile = compile_before  # main() gives torch.compile the backend for the engine
+    assert not [r for r in res if "error" in r], [r for r in res if "error" in r]
+    saved = json.loads((tmp_path/"mri_test.json").read_text())
+    assert saved["results"] == json.loads(json.dumps(res)) and saved["date"] and len(saved["loadavg_end"]) == 3
+    train = [r for r in res if r["loop"] != "loader"]
+    got = {(r["loop"], r["precision"], r["compiled"], r.get("num_workers")) for r in train}
+    want = {(loop, p, c, None) for loop in ("plain", "engine") for p in ("fp32", "bf16") for c in (False, True)}
+    want |= {("engine", p, False, w) for p in ("fp32", "bf16") for w in (0, 2)}
+    assert got == want and all(r["channels_last"] for r in train)
+    loader = [r for r in res if r["loop"] == "loader"]
+    assert {(r["num_workers"], r["half_transfer"]) for r in loader} == {(0, False), (0, True), (2, False), (2, True)}
+    assert all(r["volumes"] > 0 and r["first_batch_ms"] > 0 for r in loader)
