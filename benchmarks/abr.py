@@ -1,16 +1,19 @@
 """ABR speed benchmark: the Transformer CVAE's training step, its layers before (the seed's `nn.TransformerEncoderLayer`
-stacks with dropout inside the 768-wide feed-forward and a causal decoder) and now (`TransformerBlock`: fused
-`F.scaled_dot_product_attention`, dropout on the residual branches only), a plain PyTorch loop against the engine
-(`vae_learner`), and the quality of both layer designs after the same training steps, all in one process.
+stacks with dropout inside the 768-wide feed-forward and a causal decoder, 4-sample tokens), the previous version
+(`TransformerBlock`: fused `F.scaled_dot_product_attention`, dropout on the residual branches only, 4-sample tokens)
+and the default now (the same blocks on 8-sample tokens, conditional prior), a plain PyTorch loop against the engine
+(`vae_learner`), and the quality of the designs after the same training steps, all in one process.
 
-    python benchmarks/abr.py                       # 1 and 2 threads, writes benchmarks/results/abr_cpu_transformer.json
+    python benchmarks/abr.py --threads 2 --steps 40 --engine-steps 200 --quality-steps 0   # the epoch-time check (minutes)
+    python benchmarks/abr.py                       # 1 and 2 threads + quality, writes benchmarks/results/abr_cpu_transformer.json
     python benchmarks/abr.py --threads 2 --quick    # to check the script
 
 The machine may be shared: every speed is also given as a ratio to a plain loop (or to the seed's layers) timed in
 the same run, interleaved, best of `--repeats`; `*_cpu_ms` is process CPU time (all threads). An epoch is 16,000
-recordings at batch 32 (500 steps), extrapolated from the per-step time.
+recordings at batch 32 (500 steps), extrapolated from the per-step time of `--steps` timed batches (the JSON states
+both); the engine-vs-plain comparison runs whole (shorter) epochs of `--engine-steps` batches through both.
 """
-import argparse, json, os, platform, time
+import argparse, json, os, platform, sys, time
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")   # on a shared CPU, spinning OpenMP threads made 2-thread steps ~10x slower
 from pathlib import Path
 import numpy as np
@@ -28,10 +31,12 @@ KEYS = ("wave", "static", "peaks", "mask")
 EPOCH_STEPS = 16000//32
 
 
+SEED_TOKENS = dict(patch_size=4, prior="standard", condition_queries=False)   # the seed's tokens, prior and decoder queries
+
 class SeedTransformerCVAE(TransformerCVAE):
     "The seed's layers, for timing and quality comparison: PyTorch's transformer layers, FF dropout, causal decoder mask."
     def __init__(self, dropout=0.1, **kw):
-        super().__init__(dropout=dropout, **kw)
+        super().__init__(dropout=dropout, **{**SEED_TOKENS, **kw})
         layer = lambda cls: cls(self.d_model, 4, self.config["dim_feedforward"], dropout, activation="gelu", batch_first=True, norm_first=True)
         self.encoder = nn.TransformerEncoder(layer(nn.TransformerEncoderLayer), self.config["n_layers"], enable_nested_tensor=False)
         self.decoder = nn.TransformerDecoder(layer(nn.TransformerDecoderLayer), self.config["n_layers"])
@@ -58,8 +63,9 @@ class SeedTransformerCVAE(TransformerCVAE):
         return out
 
 
-MODELS = {"seed_layers": lambda: SeedTransformerCVAE(), "new_layers": lambda: TransformerCVAE(),
-          "new_layers_causal": lambda: TransformerCVAE(causal=True)}
+MODELS = {"seed_layers": lambda: SeedTransformerCVAE(),                       # the seed
+          "new_layers_patch4": lambda: TransformerCVAE(**SEED_TOKENS),          # the previous version: new blocks, seed's tokens and prior
+          "default": lambda: TransformerCVAE()}                                 # now: 8-sample tokens, conditional prior
 
 
 def plain_steps(model, t, n_steps, bs=32, seed=0, warmup=3):
@@ -118,11 +124,12 @@ def quality(model, data):
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--threads", type=int, nargs="+", default=[1, 2])
-    ap.add_argument("--steps", type=int, default=20, help="timed training steps per measurement")
+    ap.add_argument("--steps", type=int, default=20, help="timed training batches per design and repeat (an epoch of 500 is extrapolated from them)")
     ap.add_argument("--repeats", type=int, default=2, help="interleaved repetitions (best kept)")
     ap.add_argument("--engine-steps", type=int, default=60, help="steps of the engine-vs-plain epoch (0: skip)")
     ap.add_argument("--quality-steps", type=int, default=300, help="training steps before the quality comparison (0: skip)")
     ap.add_argument("--engine-augment", action="store_true", help="engine epoch with the training augmentation (the plain loop has none)")
+    ap.add_argument("--engine-threads", type=int, nargs="*", default=None, help="thread counts of the engine-vs-plain epoch (default: every --threads)")
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--out", default=None)
     a = ap.parse_args()
@@ -131,7 +138,8 @@ def main():
     df = simulate_abr(n_train + 512, seed=0)
     data = ABRData(df, split=np.array(["train"]*n_train + ["valid"]*512))
     res = dict(benchmark="abr transformer step", omp_wait_policy=os.environ.get("OMP_WAIT_POLICY"), device="cpu", device_name=platform.processor() or platform.machine(), torch=torch.__version__,
-               cpu_count=os.cpu_count(), load_avg_start=round(os.getloadavg()[0], 1), epoch_steps=EPOCH_STEPS, batch_size=32, speed={}, engine={}, quality={})
+               cpu_count=os.cpu_count(), load_avg_start=round(os.getloadavg()[0], 1), epoch_steps=EPOCH_STEPS, batch_size=32,
+               timed_steps=a.steps, repeats=a.repeats, command=" ".join(["python benchmarks/abr.py"] + sys.argv[1:]), speed={}, engine={}, quality={})
     for th in a.threads:
         torch.set_num_threads(th); per = {k: [] for k in MODELS}
         for r in range(a.repeats):
@@ -140,11 +148,12 @@ def main():
                 per[name].append((wall/a.steps, cpu/a.steps))
         best = {k: (min(w for w, _ in v), min(c for _, c in v)) for k, v in per.items()}
         res["speed"][f"{th}_threads"] = {k: dict(step_ms=round(1000*w, 1), step_cpu_ms=round(1000*c, 1), epoch_s_extrapolated=round(w*EPOCH_STEPS, 1),
-                                                 ratio_to_seed_wall=round(w/best["seed_layers"][0], 3), ratio_to_seed_cpu=round(c/best["seed_layers"][1], 3))
+                                                 ratio_to_seed_wall=round(w/best["seed_layers"][0], 3), ratio_to_seed_cpu=round(c/best["seed_layers"][1], 3),
+                                                 timed_steps=a.steps)
                                          for k, (w, c) in best.items()}
         res["speed"][f"{th}_threads"]["load_avg"] = round(os.getloadavg()[0], 1)
         print(th, "threads:", json.dumps(res["speed"][f"{th}_threads"]), flush=True)
-        if a.engine_steps:
+        if a.engine_steps and (a.engine_threads is None or th in a.engine_threads):
             sub = ABRData(df.iloc[:a.engine_steps*32 + 512].reset_index(drop=True), split=np.array(["train"]*(a.engine_steps*32) + ["valid"]*512))
             res["engine"][f"{th}_threads"] = engine_vs_plain(sub, a.engine_steps, a.repeats, a.engine_augment); print(" engine:", json.dumps(res["engine"][f"{th}_threads"]), flush=True)
     if a.quality_steps:
@@ -154,7 +163,7 @@ def main():
             res["quality"][name] = quality(model, data); print(" quality", name, res["quality"][name], flush=True)
         res["quality"]["steps"] = a.quality_steps
     res["load_avg_end"] = round(os.getloadavg()[0], 1)
-    res["note"] = ("speed: plain-loop training steps (bs 32) per layer design, best of the interleaved repeats; epoch = 500 steps extrapolated. "
+    res["note"] = ("speed: plain-loop training steps (bs 32) per design, best of the interleaved repeats; epoch = 500 steps extrapolated from timed_steps. "
                    "engine: one epoch of engine_steps steps through vae_learner (no augmentation unless --engine-augment, KL warm-up, clipping, StepLR, diagnostics, "
                    "its validation pass) vs the plain loop + a plain validation pass over the same recordings. quality: the same seed and "
                    "steps for each design, scored on 512 held-out recordings with the clinical inputs masked.")

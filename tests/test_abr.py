@@ -145,6 +145,29 @@ def test_save_load_roundtrip(tmp_path):
         with torch.no_grad(): torch.testing.assert_close(back(*b, sample=False)["recon"], model(*b, sample=False)["recon"])
 
 
+def test_conditional_prior_config_save_load_and_sampling(tmp_path):
+    "The transformer's prior reaches the model from a config, survives save/load, and sampling draws z from p(z | static)."
+    from vae_notebooks.learner import save_model, load_model
+    from vae_notebooks.abr.train import DEFAULTS, build_abr_model
+    small = dict(DEFAULTS, dim_feedforward=64); torch.manual_seed(0)
+    assert not hasattr(build_abr_model(dict(small, prior="standard")), "prior_net")
+    model = build_abr_model(dict(small, prior="conditional")).eval()
+    with torch.no_grad():
+        for p in model.prior_net[-1].parameters(): p.normal_(0, 0.3)   # a trained-looking prior
+    static = torch.randn(2, 8)
+    m, lv = model.prior_params(static)
+    s = model.sample(static, 4000, generator=torch.Generator().manual_seed(0))
+    z = m.repeat_interleave(4000, 0) + torch.exp(0.5*lv).repeat_interleave(4000, 0)*s["z"]   # what decode sees
+    tol = 5*torch.exp(0.5*lv).max().item()/4000**0.5
+    torch.testing.assert_close(z.view(2, 4000, -1).mean(1), m, atol=tol, rtol=0)              # E[z | static] = prior mean
+    assert (m[0] - m[1]).abs().max() > 3*tol
+    for i, mdl in enumerate([model, build_abr_model(dict(small, prior="standard", condition_queries=False))]):
+        save_model(mdl.eval(), tmp_path/str(i)); back = load_model(tmp_path/str(i)).eval()
+        assert back.prior == mdl.prior and back.condition_queries == mdl.condition_queries
+        b = _batch()
+        with torch.no_grad(): torch.testing.assert_close(back(*b, sample=False)["recon"], mdl(*b, sample=False)["recon"])
+
+
 # ---------------------------------------------------------------- entry point and notebook
 def test_train_abr_rejects_bad_keys(tmp_path):
     from vae_notebooks.abr.train import train_abr, DEFAULTS

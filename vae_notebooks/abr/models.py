@@ -208,24 +208,29 @@ class TransformerCVAE(nn.Module):
     "Transformer CVAE for ABRs: waveform patches + static + masked clinical-feature tokens -> z -> waveform, peaks."
     def __init__(self, n_samples:int=200, static_dim:int=8, n_peaks:int=6, latent_dim:int=32,
                  d_model:int=64, n_heads:int=4, n_layers:int=2, # encoder and decoder depth each
-                 dim_feedforward:int=768, patch_size:int=4, # samples per waveform token (1 = per sample)
+                 dim_feedforward:int=768, patch_size:int=8, # samples per waveform token (8 = 0.4 ms; 1 = per sample)
                  n_memory:int=4, # tokens z is projected to for cross-attention
                  dropout:float=0.1, # on each block's residual branches
                  peak_head:bool=True,
                  feature_dropout:float=0.5, # training: probability of hiding a recording's clinical features
                  causal:bool=False, # causal self-attention in the decoder (the seed's choice; measured below)
                  ff_dropout:float=0.0, # dropout inside the feed-forward layers
-                 attn_dropout:float=0.0): # dropout on attention weights
+                 attn_dropout:float=0.0, # dropout on attention weights
+                 prior:str="conditional", # "conditional": learned p(z | static) = N(m(c), s(c)^2); "standard": N(0, I) (the seed's)
+                 condition_queries:bool=True): # add the static embedding to every decoder query (not only to the memory)
         super().__init__()
         store_config(self, n_samples=n_samples, static_dim=static_dim, n_peaks=n_peaks, latent_dim=latent_dim,
                      d_model=d_model, n_heads=n_heads, n_layers=n_layers, dim_feedforward=dim_feedforward,
                      patch_size=patch_size, n_memory=n_memory, dropout=dropout, peak_head=peak_head,
-                     feature_dropout=feature_dropout, causal=causal, ff_dropout=ff_dropout, attn_dropout=attn_dropout)
+                     feature_dropout=feature_dropout, causal=causal, ff_dropout=ff_dropout, attn_dropout=attn_dropout,
+                     prior=prior, condition_queries=condition_queries)
         if n_samples % patch_size: raise ValueError(f"patch_size={patch_size} must divide n_samples={n_samples}")
         if not 0 <= feature_dropout <= 1: raise ValueError(f"feature_dropout must be in [0, 1], got {feature_dropout}")
+        if prior not in ("conditional", "standard"): raise ValueError(f"prior must be 'conditional' or 'standard', got {prior!r}")
         self.n_samples, self.static_dim, self.n_peaks, self.latent_dim = n_samples, static_dim, n_peaks, latent_dim
         self.patch_size, self.n_tokens, self.n_memory, self.d_model = patch_size, n_samples//patch_size, n_memory, d_model
         self.joint_generation, self.feature_dropout, self.causal = False, feature_dropout, causal
+        self.prior, self.condition_queries = prior, condition_queries
         self.wave_embed = nn.Linear(patch_size, d_model)
         self.pos = nn.Parameter(0.02*torch.randn(self.n_tokens, d_model))
         self.cls = nn.Parameter(0.02*torch.randn(1, 1, d_model))
@@ -245,6 +250,9 @@ class TransformerCVAE(nn.Module):
         self.dec_norm = nn.LayerNorm(d_model)
         self.to_wave = nn.Linear(d_model, patch_size)
         self.peak_head = nn.Sequential(nn.Linear(latent_dim + d_model, 128), nn.GELU(), nn.Linear(128, n_peaks + n_peaks//2)) if peak_head else None
+        if prior == "conditional":   # static -> (prior mean, prior log-variance); zero-initialised: starts as N(0, I)
+            self.prior_net = nn.Sequential(nn.Linear(static_dim, 64), nn.GELU(), nn.Linear(64, 2*latent_dim))
+            nn.init.zeros_(self.prior_net[-1].weight); nn.init.zeros_(self.prior_net[-1].bias)
 
 # %% ../../nbs/31_abr.models.ipynb #50dbb6ef
 def _tcvae_encode(self:TransformerCVAE, wave:Tensor, static:Tensor, peaks:Tensor|None=None, mask:Tensor|None=None):
@@ -264,14 +272,25 @@ def _tcvae_encode(self:TransformerCVAE, wave:Tensor, static:Tensor, peaks:Tensor
     for blk in self.encoder: h = blk(h)
     h = self.enc_norm(h)
     h = torch.cat([h[:, 0], h[:, 1]], 1)
-    return self.to_mu(h), self.to_logvar(h)
+    mu, logvar = self.to_mu(h), self.to_logvar(h)
+    if self.prior == "standard": return mu, logvar
+    m, lv = self.prior_params(static)
+    return (mu - m)*torch.exp(-0.5*lv), logvar - lv   # the posterior of the standardised latent u = (z - m)/s
 
-def _tcvae_decode(self:TransformerCVAE, z:Tensor, static:Tensor) -> dict:
-    "Waveform (and peaks) from `z` and the static parameters."
+def _tcvae_prior_params(self:TransformerCVAE, static:Tensor) -> tuple[Tensor, Tensor]:
+    "Mean and log-variance of the conditional prior p(z | static) (zeros for the standard prior)."
+    if self.prior == "standard": z = static.new_zeros(len(static), self.latent_dim); return z, z
+    return self.prior_net(static).chunk(2, -1)
+
+def _tcvae_decode(self:TransformerCVAE, z:Tensor, # the standardised latent u (= z for the standard prior)
+                  static:Tensor) -> dict:
+    "Waveform (and peaks) from the standardised latent and the static parameters."
     B = z.shape[0]
+    if self.prior == "conditional":
+        m, lv = self.prior_params(static); z = m + torch.exp(0.5*lv)*z
     s = self.dec_static_embed(static)
     memory = torch.cat([self.z_to_memory(z).view(B, self.n_memory, self.d_model), s[:, None]], 1)
-    h = self.queries.expand(B, -1, -1)
+    h = self.queries + s[:, None] if self.condition_queries else self.queries.expand(B, -1, -1)
     for blk in self.decoder: h = blk(h, memory, causal=self.causal)
     out = {"recon": self.to_wave(self.dec_norm(h)).reshape(B, self.n_samples)}
     if self.peak_head is not None:
@@ -297,6 +316,7 @@ def _tcvae_sample(self:TransformerCVAE, static_params:Tensor, n_samples:int=1, g
     return {**self.decode(z, static), "static": static, "z": z}
 
 TransformerCVAE.encode, TransformerCVAE.decode, TransformerCVAE.forward, TransformerCVAE.sample = _tcvae_encode, _tcvae_decode, _tcvae_forward, _tcvae_sample
+TransformerCVAE.prior_params = _tcvae_prior_params
 
 # %% ../../nbs/31_abr.models.ipynb #f14382e7
 def _design(df:pd.DataFrame, features) -> np.ndarray:

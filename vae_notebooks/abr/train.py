@@ -22,6 +22,7 @@ from ..schedules import linear_warmup
 from ..learner import (vae_dataloaders, vae_learner, save_model, start_run, finish_run, distributed, main_process_first,
                                    rank_device, world_size)
 from ..callbacks import is_main_process
+from ..runtime import use_safe_threads
 from ..metrics import baseline_scores
 from ..diagnostics import collapse_verdict
 from .data import (simulate_abr, default_abr_data, load_abr, ABRData, ABRDataset, ABRNormalizer,
@@ -60,24 +61,26 @@ DEFAULTS = dict(
     joint_generation=False,      # CVAE only: decoder generates waveform, static params and peaks from z alone
     peak_head=True,              # predict latencies/amplitudes (+ presence)
     feature_dropout=0.5,         # training: probability of hiding a recording's peak marks from the encoder
-    latent_dim=32,
+    latent_dim=32,               # size of z
     hidden_dims=[256, 128],      # CVAE widths
-    d_model=64, n_heads=4, n_layers=2, dim_feedforward=768, patch_size=4, dropout=0.1,   # TransformerCVAE
+    d_model=64, n_heads=4, n_layers=2, dim_feedforward=768, patch_size=8, dropout=0.1,   # TransformerCVAE: width, heads, depth, FF width, samples per token, residual dropout
     causal=False,                # TransformerCVAE: causal decoder self-attention (the seed's; measured in the models chapter)
     ff_dropout=0.0,              # TransformerCVAE: dropout inside the feed-forward layers
-    epochs=3, bs=64, lr=1e-3,
+    prior="conditional",         # TransformerCVAE: learned p(z | static) ("conditional") or N(0, I) ("standard", the seed's)
+    condition_queries=True,      # TransformerCVAE: static embedding added to every decoder query
+    epochs=3, bs=64, lr=1e-3,    # epochs, batch size, learning rate (Adam)
     beta_max=0.005,              # KL weight reached at the end of the warm-up
     beta_warmup_epochs=60,       # linear warm-up 0 -> beta_max over this many epochs
     static_weight=1.0,           # joint mode: weight of the static-parameter loss
     peak_weight=0.8,             # weight of the masked peak loss
     presence_weight=0.2,         # weight of the wave-presence loss
     lr_step_epochs=30, lr_gamma=0.5,   # StepLR
-    grad_clip=1.0,
+    grad_clip=1.0,               # gradient-norm clipping (0: off)
     patience=15,                 # early stopping (0: off) ...
     monitor="valid_objective",   # ... and best-epoch weights, on this schedule-free column (the engine's)
-    augment=True, noise_std=0.05, max_shift=2,   # training-split augmentation
+    augment=True, noise_std=0.05, max_shift=2,   # training-split augmentation: on/off, Gaussian noise SD (normalised units), max shift (samples)
     n_generate=1000,             # joint mode: recordings generated for the generation report
-    seed=0, device=None, amp="auto",
+    seed=0, device=None, amp="auto",   # seed; device (None: default_device()); mixed precision ("auto": on CUDA only)
     progress=None,               # progress bars: None = auto (on when a person watches, off under papermill), True, False
     num_threads=1,               # CPU threads for torch (0: torch's default). 1 for smoke runs on a shared CPU
 )
@@ -115,7 +118,8 @@ def build_abr_model(cfg:dict):
         if cfg["joint_generation"]: raise ValueError("joint_generation is a CVAE mode; use model='cvae' with joint_generation=True")
         return TransformerCVAE(latent_dim=cfg["latent_dim"], d_model=cfg["d_model"], n_heads=cfg["n_heads"], n_layers=cfg["n_layers"],
                                dim_feedforward=cfg["dim_feedforward"], patch_size=cfg["patch_size"], dropout=cfg["dropout"],
-                               peak_head=cfg["peak_head"], feature_dropout=cfg["feature_dropout"], causal=cfg["causal"], ff_dropout=cfg["ff_dropout"])
+                               peak_head=cfg["peak_head"], feature_dropout=cfg["feature_dropout"], causal=cfg["causal"], ff_dropout=cfg["ff_dropout"],
+                               prior=cfg["prior"], condition_queries=cfg["condition_queries"])
     raise ValueError(f"model must be 'transformer' or 'cvae', got {cfg['model']!r}")
 
 # %% ../../nbs/32_abr.train.ipynb #f247f0a9
@@ -395,7 +399,7 @@ def train_abr(config:dict|None=None, **overrides) -> dict:
 def _train_abr(cfg:dict) -> dict:
     main = is_main_process()
     out_dir = start_run(cfg["out_dir"], cfg); fig_dir = out_dir/"figures"   # rank 0 only
-    if cfg["num_threads"]: torch.set_num_threads(cfg["num_threads"])
+    use_safe_threads(cfg["num_threads"])  # the config's count; 0: torch's default unless spinning threads meet a busy machine (60a_runtime)
     set_seed(cfg["seed"]); t0 = time.time()
     with main_process_first(): frame = abr_frame(cfg)   # rank 0 simulates and caches the data set, the others then read it
     data = ABRData(frame, cfg["valid_frac"], cfg["test_frac"], cfg["split_seed"])
