@@ -387,6 +387,9 @@ def test_loader_workers_same_batches_and_small_pickle(tmp_path):
     ds = dls.train.dataset
     vol_bytes = sum((cache.path / "volumes" / f"{f}.npy").stat().st_size for f in ds.folders)
     assert len(pickle.dumps(ds)) < 0.25 * vol_bytes, (len(pickle.dumps(ds)), vol_bytes)
+    # with segmentations: the images arrive as float32, the labels stay int64
+    xb, yb, sb = mri_dataloaders(cache, bs=2, half=True, with_seg=True, device="cpu", seed=3).one_batch()
+    assert xb.dtype == yb.dtype == torch.float32 and sb.dtype == torch.int64 and sb.shape == (2, 16, 16, 16)
     # the float16 items are the cache's values exactly
     half = MRIVolumeDataset(cache, "train", dtype=torch.float16)
     for i in range(len(half)):
