@@ -61,3 +61,10 @@ def test_use_safe_threads_picks_one_thread_on_a_busy_machine(monkeypatch):
         with pytest.warns(UserWarning, match="Using 1 thread"): assert rt.use_safe_threads(0) == 1
         assert rt.use_safe_threads(2) == 2
     finally: torch.set_num_threads(before)
+
+
+def test_no_family_has_an_undocumented_key():
+    "Every family (MRI and ABR too): each DEFAULTS key has a description in `--help`, its own or its group heading's."
+    from vae_notebooks.train import FAMILIES, family_parameters
+    missing = {f: [k for k, _, d in family_parameters(f) if not d] for f in FAMILIES}
+    assert not any(missing.values()), {f: m for f, m in missing.items() if m}
