@@ -109,7 +109,8 @@ def test_exp2_sbd(env):
     assert m.lambda_od.iloc[0] == 0 and m.lambda_od.iloc[1] > 0                   # and the schedule columns say so
     check_reload(run, cohort, "VAESBD")
 
-LEARN = dict(img_size=16, z_dim=4, base_channels=8, batch_size=4, val_frac=0.25, num_threads=1, progress=False, n_eval=0)
+LEARN = dict(img_size=16, z_dim=4, base_channels=8, batch_size=4, val_frac=0.25, num_threads=1, progress=False, n_eval=0,
+             mirror_lr=False)  # the numbers quoted below were measured without mirroring
 
 @pytest.fixture(scope="module")
 def blobs(tmp_path_factory):
@@ -146,3 +147,21 @@ def test_bad_config_names_the_key():
     with pytest.raises(ValueError, match="'epoch'"): train_mri(epoch=3)
     with pytest.raises(TypeError, match="img_size"): train_mri(img_size="32")
     with pytest.raises(ValueError, match="exp9"): train_mri(experiment="exp9")
+
+def test_mirroring_touches_training_volumes_only(env, monkeypatch):
+    "`mirror_lr` draws once per training volume and epoch; validation volumes and the baselines' training data are never mirrored."
+    tmp, cohort = env
+    import vae_notebooks.mri.train as T
+    calls = []
+    def counting_mirror(x, p=0.5):
+        calls.append(tuple(x.shape)); return x.flip(1)
+    monkeypatch.setattr(T, "random_mirror", counting_mirror)
+    res = T.train_mri(TINY, data_dir=str(cohort), out_dir=str(tmp/"mirror"), epochs=2, mirror_lr=True)
+    # one draw per training volume and epoch (plus the one item fastai's DataLoader reads when it is built)
+    assert 2 * res["n_train"] <= len(calls) <= 2 * res["n_train"] + 1, (len(calls), res["n_train"])
+    calls.clear()
+    res_off = T.train_mri(TINY, data_dir=str(cohort), out_dir=str(tmp/"no_mirror"), epochs=2, mirror_lr=False)
+    assert calls == []
+    # the baselines are fitted on the scans as they are: with or without mirroring the template scores the same
+    ev, ev_off = (pd.DataFrame(r["evaluation"]).set_index("method").mse for r in (res, res_off))
+    assert ev["mean_template"] == ev_off["mean_template"] and ev["pca"] == ev_off["pca"]

@@ -30,7 +30,7 @@ from ..dip import PooledMoments, check_dip_batch
 # %% auto #0
 __all__ = ['DEFAULTS', 'mri_recipe', 'masked_scores', 'evaluation_table', 'vae_outputs', 'posterior_diagnostics',
            'EpochImageMetrics', 'reconstruct', 'plot_learning_curves', 'plot_kl_per_dim', 'plot_active_units',
-           'plot_evaluation', 'plot_subject', 'train_mri']
+           'plot_evaluation', 'plot_subject', 'random_mirror', 'train_mri']
 
 # %% ../../nbs/24_mri.train.ipynb #0ff982c6
 DEFAULTS = dict(
@@ -45,13 +45,13 @@ DEFAULTS = dict(
     bottleneck_channels=16,   # channels of the squeezed 8³ feature volume
     n_res_blocks=1,           # residual blocks per stage
     posterior_logvar_min=-6.0,  # soft floor on the posterior log-variance
-    epochs=20,                # training epochs (160 for the real runs)
+    epochs=15,                # training epochs (160 for the real runs)
     batch_size=2,             # volumes per batch
     lr=3e-3,                  # Adam learning rate (max of the one-cycle schedule)
     weight_decay=0.0,         # AdamW-style weight decay
     grad_clip=5.0,            # gradient-norm clip (None: off)
-    n_subjects=96,            # subjects of the synthetic cohort (ignored with data_dir)
-    timepoints=[1, 2],        # scans per subject of the synthetic cohort: fewest, most (ignored with data_dir)
+    n_subjects=200,           # subjects of the synthetic cohort (ignored with data_dir)
+    timepoints=[1, 1],        # scans per subject of the synthetic cohort: fewest, most (ignored with data_dir)
     val_frac=0.2,             # fraction of subjects held out for validation
     cache_dtype="float16",    # storage dtype of the preprocessed cache
     free_bits=None,           # nats per latent dimension; None: the recipe's (0.1 exp1, 0.2 exp2)
@@ -79,6 +79,7 @@ DEFAULTS = dict(
     n_eval=0,                 # validation volumes of the final evaluation, spread over the split (0: all)
     n_monitor=4,              # validation volumes (one per subject) scored with masked SSIM/PSNR after every epoch
     n_baseline_train=512,     # training volumes (spread over the split) for the template and PCA (0: all)
+    mirror_lr=True,           # mirror each training volume left-right with probability 1/2 (augmentation; validation never)
     output_template=False,    # decode a residual around the training mean (see 21_mri.models; off: it collapsed at lr 3e-3 on 16³ MRI)
     progress=None,            # progress bars: None = auto (on when a person watches, off under papermill), True, False
 )
@@ -332,6 +333,13 @@ def plot_subject(x:torch.Tensor, # one validation volume [C, S, S, S]
     fig.tight_layout()
     return _save(fig, path)
 
+# %% ../../nbs/24_mri.train.ipynb #07881c32
+def random_mirror(x:torch.Tensor, # one volume [C, X, Y, Z] in RAS voxel order (as cached)
+                  p:float=0.5, # probability of mirroring
+                 ) -> torch.Tensor:
+    "Mirror `x` left-right (the RAS x axis) with probability `p`, from torch's global random stream."
+    return x.flip(1) if float(torch.rand(())) < p else x
+
 # %% ../../nbs/24_mri.train.ipynb #8f0429cd
 def _mri_cache(cfg):
     kw = dict(img_size=cfg["img_size"], dtype=cfg["cache_dtype"], val_frac=cfg["val_frac"])
@@ -403,7 +411,8 @@ def _train_mri(cfg:dict, recipe:dict) -> dict:
     set_seed(cfg["seed"])
     with main_process_first(): cache = _mri_cache(cfg)  # rank 0 builds the cache, the other ranks then read it
     data_seconds = time.time() - t_start
-    train_ds, valid_ds = MRIVolumeDataset(cache, "train"), MRIVolumeDataset(cache, "valid")
+    train_ds = MRIVolumeDataset(cache, "train", transform=random_mirror if cfg["mirror_lr"] else None)
+    valid_ds = MRIVolumeDataset(cache, "valid")  # never mirrored: the evaluation sees the scans as they are
     if len(valid_ds) == 0: raise ValueError(f"no validation volumes in {cache.path}: use more subjects or a larger val_frac (got {cfg['val_frac']})")
     n_valid_subjects = int(valid_ds.table.subject.nunique())
     if n_valid_subjects < 8 and main:
@@ -411,7 +420,8 @@ def _train_mri(cfg:dict, recipe:dict) -> dict:
     out_dir = start_run(cfg["out_dir"], dict(cfg, free_bits_resolved=recipe["free_bits"], cache=str(cache.path),  # rank 0 only
                                              n_train=len(train_ds), n_valid=len(valid_ds), n_valid_subjects=n_valid_subjects))
     dls = vae_dataloaders(train_ds, valid_ds, bs=cfg["batch_size"], num_workers=cfg["num_workers"], device=device, seed=cfg["seed"])
-    x_train, _ = _stack(cache, train_ds, _spread(len(train_ds), cfg["n_baseline_train"]))  # the template's and PCA's training data
+    plain_train = MRIVolumeDataset(cache, "train")  # the template's and PCA's training data: the scans as they are, never mirrored
+    x_train, _ = _stack(cache, plain_train, _spread(len(plain_train), cfg["n_baseline_train"]))
     model = build_model(cfg)
     if cfg["output_template"]: model.set_template(x_train.mean(0))
     model = model.to(device)
