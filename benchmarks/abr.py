@@ -4,7 +4,8 @@ stacks with dropout inside the 768-wide feed-forward and a causal decoder, 4-sam
 and the default now (the same blocks on 8-sample tokens, conditional prior), a plain PyTorch loop against the engine
 (`vae_learner`), and the quality of the designs after the same training steps, all in one process.
 
-    python benchmarks/abr.py --threads 2 --steps 40 --engine-steps 200 --quality-steps 0   # the epoch-time check (minutes)
+    # the epoch-time check (about 4 minutes on an idle 2-core machine): 1 and 2 threads, 2 one-thread DDP ranks, engine vs plain
+    python benchmarks/abr.py --threads 1 2 --steps 30 --repeats 2 --engine-steps 500 --engine-threads 2 --ddp 2 --quality-steps 0
     python benchmarks/abr.py                       # 1 and 2 threads + quality, writes benchmarks/results/abr_cpu_transformer.json
     python benchmarks/abr.py --threads 2 --quick    # to check the script
 
@@ -68,13 +69,14 @@ MODELS = {"seed_layers": lambda: SeedTransformerCVAE(),                       # 
           "default": lambda: TransformerCVAE()}                                 # now: 8-sample tokens, conditional prior
 
 
-def plain_steps(model, t, n_steps, bs=32, seed=0, warmup=3):
+def plain_steps(model, t, n_steps, bs=32, seed=0, warmup=3, rank=0, world=1):
     "The baseline loop: a random permutation, forward / loss / backward / clip / Adam. Returns (wall s, cpu s) of the timed steps."
     g = torch.Generator().manual_seed(seed); opt = torch.optim.Adam(model.parameters(), lr=1e-4); loss = ABRLoss(beta=0.001, peak_weight=0.8)
     n = len(t["wave"]); perm = torch.randperm(n, generator=g); model.train()
     for i in range(warmup + n_steps):
         if i == warmup: t0, c0 = time.perf_counter(), time.process_time()
-        idx = perm[(i*bs) % (n - bs):(i*bs) % (n - bs) + bs]; b = [t[k][idx] for k in KEYS]
+        start = ((i*world + rank)*bs) % (n - bs)   # data parallel: rank r takes every world-th batch of the permutation
+        idx = perm[start:start + bs]; b = [t[k][idx] for k in KEYS]
         total, _ = loss(model(*b), *b)
         opt.zero_grad(set_to_none=True); total.backward(); torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0); opt.step()
     return time.perf_counter() - t0, time.process_time() - c0
@@ -121,6 +123,64 @@ def quality(model, data):
     return dict(valid_wave_mse=round(F.mse_loss(out["recon"], t["wave"]).item(), 4), valid_latency_V_mae_ms_marks_hidden=round(mae, 4))
 
 
+def _ddp_worker(rank, world, port, n_steps, engine_steps, repeats, out_path):
+    "One rank of the data-parallel measurement: 1 thread, gloo, batch 32/world per rank (a global batch of 32)."
+    from torch.nn.parallel import DistributedDataParallel as DDP
+    from vae_notebooks.learner import distributed
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world), LOCAL_RANK=str(rank), LOCAL_WORLD_SIZE=str(world))
+    torch.set_num_threads(1); bs = 32//world
+    n_train = max(engine_steps*32, 3200); df = simulate_abr(n_train + 512, seed=0)
+    data = ABRData(df, split=np.array(["train"]*n_train + ["valid"]*512)); t, v = data.tensors("train"), data.tensors("valid")
+    half = {k: x[rank::world] for k, x in v.items()}   # each rank validates its share, as the engine's sharded loader does
+    gather = lambda x: [float(y) for y in _all_gather(x, world)]
+    res = dict(world_size=world, threads_per_rank=1, batch_per_rank=bs, global_batch=bs*world, steps=[], engine=[])
+    with distributed(device="cpu"):
+        for r in range(repeats):
+            set_seed(0); model = DDP(TransformerCVAE()); torch.distributed.barrier()
+            w, c = plain_steps(model, t, n_steps, bs=bs, seed=r, rank=rank, world=world)
+            res["steps"].append(dict(step_ms=1000*w/n_steps, cpu_ms_all_ranks=1000*sum(gather(c))/n_steps))
+        for r in range(repeats if engine_steps else 0):
+            set_seed(r); model = DDP(TransformerCVAE()); torch.distributed.barrier()
+            t0, c0 = time.perf_counter(), time.process_time()
+            plain_steps(model, t, engine_steps, bs=bs, seed=r, warmup=0, rank=rank, world=world); plain_valid(model.module, half)
+            torch.distributed.barrier(); plain = (time.perf_counter() - t0, sum(gather(time.process_time() - c0)))
+            set_seed(r); model = TransformerCVAE()
+            sub = ABRData(df.iloc[:engine_steps*32 + 512].reset_index(drop=True), split=np.array(["train"]*(engine_steps*32) + ["valid"]*512))
+            dls = vae_dataloaders(ABRDataset(sub, "train"), ABRDataset(sub, "valid"), bs=bs, n_inp=4, device="cpu", seed=r)
+            learn = vae_learner(dls, model, ABRLoss(beta=0.0, peak_weight=0.8), beta_schedule=beta_schedule(0.005, 60), lr=1e-4,
+                                grad_clip=1.0, patience=15, progress=False, diagnostics=True, amp=False, cbs=[StepLR(30, 0.5)])
+            learn.logger = lambda *a, **k: None
+            torch.distributed.barrier(); t0, c0 = time.perf_counter(), time.process_time()
+            with learn.distrib_ctx(sync_bn=False): learn.fit(1, 1e-4)
+            torch.distributed.barrier(); eng = (time.perf_counter() - t0, sum(gather(time.process_time() - c0)))
+            res["engine"].append(dict(plain_s=plain[0], plain_cpu_s=plain[1], engine_s=eng[0], engine_cpu_s=eng[1], steps_per_rank=int(getattr(learn, "train_iter", 0))))
+    if rank == 0: atomic_write_json(out_path, res)
+
+
+def _all_gather(x:float, world:int):
+    out = [torch.zeros(1, dtype=torch.float64) for _ in range(world)]
+    torch.distributed.all_gather(out, torch.tensor([x], dtype=torch.float64)); return [o.item() for o in out]
+
+
+def data_parallel(world, n_steps, engine_steps, repeats):
+    "Data-parallel training over `world` processes of one thread each (DDP, gloo): plain loop steps, and engine vs plain epochs."
+    import socket, tempfile, torch.multiprocessing as mp
+    with socket.socket() as sk: sk.bind(("127.0.0.1", 0)); port = sk.getsockname()[1]
+    with tempfile.TemporaryDirectory() as d:
+        out = Path(d)/"ddp.json"; mp.spawn(_ddp_worker, args=(world, port, n_steps, engine_steps, repeats, str(out)), nprocs=world)
+        res = json.loads(out.read_text())
+    best = lambda rows, k: min(r[k] for r in rows)
+    st = res.pop("steps"); eng = res.pop("engine")
+    res.update(step_ms=round(best(st, "step_ms"), 1), step_cpu_ms_all_ranks=round(best(st, "cpu_ms_all_ranks"), 1),
+               epoch_s_extrapolated=round(best(st, "step_ms")*EPOCH_STEPS/1000, 1), timed_steps=n_steps)
+    if eng:
+        res["engine_vs_plain"] = dict(steps_per_rank=eng[0]["steps_per_rank"], repeats=repeats, plain_s=round(best(eng, "plain_s"), 2), engine_s=round(best(eng, "engine_s"), 2),
+                                      plain_cpu_s=round(best(eng, "plain_cpu_s"), 2), engine_cpu_s=round(best(eng, "engine_cpu_s"), 2),
+                                      engine_over_plain_wall=round(best(eng, "engine_s")/best(eng, "plain_s"), 3),
+                                      engine_over_plain_cpu=round(best(eng, "engine_cpu_s")/best(eng, "plain_cpu_s"), 3))
+    return res
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--threads", type=int, nargs="+", default=[1, 2])
@@ -130,6 +190,7 @@ def main():
     ap.add_argument("--quality-steps", type=int, default=300, help="training steps before the quality comparison (0: skip)")
     ap.add_argument("--engine-augment", action="store_true", help="engine epoch with the training augmentation (the plain loop has none)")
     ap.add_argument("--engine-threads", type=int, nargs="*", default=None, help="thread counts of the engine-vs-plain epoch (default: every --threads)")
+    ap.add_argument("--ddp", type=int, default=0, help="also train data-parallel over this many 1-thread processes (DDP, gloo; global batch 32)")
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--out", default=None)
     a = ap.parse_args()
@@ -162,10 +223,15 @@ def main():
             set_seed(0); model = make(); plain_steps(model, data.tensors("train"), a.quality_steps, seed=0, warmup=0)
             res["quality"][name] = quality(model, data); print(" quality", name, res["quality"][name], flush=True)
         res["quality"]["steps"] = a.quality_steps
+    if a.ddp > 1:
+        res["ddp"] = data_parallel(a.ddp, a.steps, a.engine_steps, a.repeats); res["ddp"]["load_avg"] = round(os.getloadavg()[0], 1)
+        print(" ddp:", json.dumps(res["ddp"]), flush=True)
     res["load_avg_end"] = round(os.getloadavg()[0], 1)
     res["note"] = ("speed: plain-loop training steps (bs 32) per design, best of the interleaved repeats; epoch = 500 steps extrapolated from timed_steps. "
                    "engine: one epoch of engine_steps steps through vae_learner (no augmentation unless --engine-augment, KL warm-up, clipping, StepLR, diagnostics, "
-                   "its validation pass) vs the plain loop + a plain validation pass over the same recordings. quality: the same seed and "
+                   "its validation pass) vs the plain loop + a plain validation pass over the same recordings. ddp: the default model trained "
+                   "data-parallel by --ddp one-thread processes (gloo, batch 32/ranks per rank, a global batch of 32; the way train_abr runs "
+                   "under torchrun), plain DDP loop steps and engine-vs-plain epochs of engine_steps steps per rank. quality: the same seed and "
                    "steps for each design, scored on 512 held-out recordings with the clinical inputs masked.")
     out = Path(a.out) if a.out else Path(__file__).parent/"results"/f"abr_cpu_transformer{'_quick' if a.quick else ''}.json"
     atomic_write_json(out, res); print(f"wrote {out}")
