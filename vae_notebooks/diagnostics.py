@@ -126,7 +126,7 @@ def collapse_verdict(row, # a metrics row (see `diagnostics_table`)
 
 # %% ../nbs/05a_diagnostics.ipynb #da37f722
 def history_frame(learn) -> pd.DataFrame:
-    "The Recorder's per-epoch values of a fastai `Learner` as a DataFrame (columns: `epoch`, train_*/valid_*, diagnostics)."
+    "The Recorder's per-epoch values of a fastai `Learner` as a DataFrame (columns: `epoch`, `train_*`/`valid_*`, diagnostics)."
     rec = getattr(learn, "recorder", None)
     if rec is None: raise ValueError(f"{type(learn).__name__} has no recorder; pass a fastai Learner")
     names = [n for n in rec.metric_names if n != "time"]
