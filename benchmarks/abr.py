@@ -97,20 +97,26 @@ def engine_vs_plain(data, n_steps, repeats, augment=False):
         t0, c0 = time.perf_counter(), time.process_time()
         plain_steps(model, data.tensors("train"), n_steps, warmup=0); plain_valid(model, data.tensors("valid"))
         plain = (time.perf_counter() - t0, time.process_time() - c0)
-        set_seed(r); model = TransformerCVAE()
-        dls = vae_dataloaders(ABRDataset(data, "train", augment=augment), ABRDataset(data, "valid"), bs=32, n_inp=4, device="cpu", seed=r)
-        learn = vae_learner(dls, model, ABRLoss(beta=0.0, peak_weight=0.8), beta_schedule=beta_schedule(0.005, 60), lr=1e-4,
-                            grad_clip=1.0, patience=15, progress=False, diagnostics=True, amp=False, cbs=[StepLR(30, 0.5)])
-        learn.logger = lambda *a, **k: None
-        t0, c0 = time.perf_counter(), time.process_time(); learn.fit(1, 1e-4)
-        eng = (time.perf_counter() - t0, time.process_time() - c0)
-        rows.append(dict(plain_s=plain[0], plain_cpu_s=plain[1], engine_s=eng[0], engine_cpu_s=eng[1], steps=len(dls.train)))
+        eng = {}
+        for diag in (True, False):   # the engine as shipped (collapse probes on) and its framework alone (probes off)
+            set_seed(r); model = TransformerCVAE()
+            dls = vae_dataloaders(ABRDataset(data, "train", augment=augment), ABRDataset(data, "valid"), bs=32, n_inp=4, device="cpu", seed=r)
+            learn = vae_learner(dls, model, ABRLoss(beta=0.0, peak_weight=0.8), beta_schedule=beta_schedule(0.005, 60), lr=1e-4,
+                                grad_clip=1.0, patience=15, progress=False, diagnostics=diag, amp=False, cbs=[StepLR(30, 0.5)])
+            learn.logger = lambda *a, **k: None
+            t0, c0 = time.perf_counter(), time.process_time(); learn.fit(1, 1e-4)
+            eng[diag] = (time.perf_counter() - t0, time.process_time() - c0)
+        rows.append(dict(plain_s=plain[0], plain_cpu_s=plain[1], engine_s=eng[True][0], engine_cpu_s=eng[True][1],
+                         engine_nodiag_s=eng[False][0], engine_nodiag_cpu_s=eng[False][1], steps=len(dls.train)))
     best = lambda k: min(r[k] for r in rows)
     return dict(steps_per_epoch=rows[0]["steps"], augment=augment, n_valid=len(data.tensors("valid")["wave"]), repeats=repeats,
                 plain_s=round(best("plain_s"), 2), engine_s=round(best("engine_s"), 2),
                 plain_cpu_s=round(best("plain_cpu_s"), 2), engine_cpu_s=round(best("engine_cpu_s"), 2),
                 engine_over_plain_wall=round(best("engine_s")/best("plain_s"), 3),
-                engine_over_plain_cpu=round(best("engine_cpu_s")/best("plain_cpu_s"), 3))
+                engine_over_plain_cpu=round(best("engine_cpu_s")/best("plain_cpu_s"), 3),
+                engine_nodiag_s=round(best("engine_nodiag_s"), 2), engine_nodiag_cpu_s=round(best("engine_nodiag_cpu_s"), 2),
+                engine_nodiag_over_plain_wall=round(best("engine_nodiag_s")/best("plain_s"), 3),
+                engine_nodiag_over_plain_cpu=round(best("engine_nodiag_cpu_s")/best("plain_cpu_s"), 3))
 
 
 @torch.no_grad()
@@ -229,7 +235,7 @@ def main():
     res["load_avg_end"] = round(os.getloadavg()[0], 1)
     res["note"] = ("speed: plain-loop training steps (bs 32) per design, best of the interleaved repeats; epoch = 500 steps extrapolated from timed_steps. "
                    "engine: one epoch of engine_steps steps through vae_learner (no augmentation unless --engine-augment, KL warm-up, clipping, StepLR, diagnostics, "
-                   "its validation pass) vs the plain loop + a plain validation pass over the same recordings. ddp: the default model trained "
+                   "its validation pass; engine_nodiag_*: the same with the collapse probes off, i.e. the framework alone) vs the plain loop + a plain validation pass over the same recordings. ddp: the default model trained "
                    "data-parallel by --ddp one-thread processes (gloo, batch 32/ranks per rank, a global batch of 32; the way train_abr runs "
                    "under torchrun), plain DDP loop steps and engine-vs-plain epochs of engine_steps steps per rank. quality: the same seed and "
                    "steps for each design, scored on 512 held-out recordings with the clinical inputs masked.")
