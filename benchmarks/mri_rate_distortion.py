@@ -3,8 +3,8 @@ model and cohort) for a few epochs and record the validation KL (nats, the rate)
 distortion), beside the mean template, PCA (k = z_dim) and zeros on the same volumes. Writes
 benchmarks/results/mri_rate_distortion.csv, which the "Which KL weight?" page plots.
 
-    OMP_NUM_THREADS=1 python benchmarks/mri_rate_distortion.py            # 32³, 5 values, 8 epochs: about 10 quiet CPU minutes
-    python benchmarks/mri_rate_distortion.py --img-size 16 --epochs 10 --betas 0.01 0.66 6.6
+    OMP_NUM_THREADS=1 python benchmarks/mri_rate_distortion.py --epochs 20   # 32³, 5 values: about 10 quiet CPU minutes
+    python benchmarks/mri_rate_distortion.py --img-size 16 --epochs 10 --n-res-blocks 1 --betas 0.01 0.66 6.6
 
 Everything not given on the command line (z_dim, cohort size, scans per subject, model width, lr, ...) is the
 make-train default (`vae_notebooks.mri.train.DEFAULTS`), and the CSV records the values used.
@@ -26,6 +26,7 @@ def main(argv=None):
     p.add_argument("--n-subjects", type=int, default=DEFAULTS["n_subjects"])
     p.add_argument("--timepoints", type=int, nargs=2, default=list(DEFAULTS["timepoints"]), help="fewest and most scans per subject")
     p.add_argument("--betas", type=float, nargs="+", default=[0.066, 0.66, 2.0, 6.6, 66.0], help="effective KL weights")
+    p.add_argument("--n-res-blocks", type=int, default=DEFAULTS["n_res_blocks"], help="residual blocks per down/up stage")
     p.add_argument("--no-mirror", action="store_true", help="train without the left-right mirroring of the default")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--out", default=str(Path(__file__).parent/"results"/"mri_rate_distortion.csv"))
@@ -39,11 +40,12 @@ def main(argv=None):
         t0 = time.time()
         res = train_mri(out_dir=str(runs/f"b{beta_eff:g}"), img_size=args.img_size, z_dim=args.z_dim, epochs=args.epochs,
                         n_subjects=args.n_subjects, timepoints=args.timepoints, beta_max=beta_max, progress=False,
-                        mirror_lr=mirror_lr, num_threads=args.threads)
+                        mirror_lr=mirror_lr, n_res_blocks=args.n_res_blocks, num_threads=args.threads)
         ev = pd.DataFrame(res["evaluation"]).set_index("method")
         d = res["diagnostics"]
         rows.append(dict(beta_eff=beta_eff, beta_max=beta_max, img_size=args.img_size, z_dim=args.z_dim, epochs=args.epochs,
                          n_subjects=args.n_subjects, timepoints="-".join(map(str, args.timepoints)), mirror_lr=mirror_lr,
+                         n_res_blocks=args.n_res_blocks,
                          kl_nats=d["valid_kl_raw"], au_count=d["au_count"], mu_var_mean=d["mu_var_mean"], z0_ratio=d["z0_ratio"],
                          logvar_mean=d["logvar_mean"], vae_mse=ev.mse["vae"], vae_z0_mse=ev.mse["vae_z0"],
                          mean_template_mse=ev.mse["mean_template"], pca_mse=ev.mse["pca"], zeros_mse=ev.mse["zeros"],
