@@ -19,12 +19,12 @@ from .ode import (SubjectTrajectory, LatentODE, fit_latent_ode, forecast, gomper
 from .exp3 import LatentPartition, Exp3VAE, Exp3Loss, Exp3Dataset, alignment_report
 
 # %% auto #0
-__all__ = ['CLASSES', 'GROWTH_MIX', 'SETTINGS', 'METHODS', 'SETTING_WORDS', 'DEFAULTS', 'TRUTH_COLUMNS', 'forecast_no_growth',
+__all__ = ['CLASSES', 'SETTINGS', 'METHODS', 'SETTING_WORDS', 'DEFAULTS', 'TRUTH_COLUMNS', 'forecast_no_growth',
            'forecast_linear_log', 'fit_gompertz_volumes', 'cohort_gompertz_fit', 'forecast_gompertz_volumes',
            'encode_cohort', 'growth_class', 'simulate_growth_cohort', 'setting_trajectories', 'forecast_methods',
            'forecast_outcomes', 'conformal_bands', 'band_verdict', 'summarise_outcomes', 'paired_differences',
            'verdict_sentence', 'compare_forecasts', 'readout_errors', 'decomposition_table', 'simulated_size_check',
-           'plot_forecast_trajectories', 'cohort_visits', 'train_growth']
+           'plot_forecast_trajectories', 'cohort_visits', 'train_growth', 'GROWTH_MIX']
 
 # %% ../../nbs/25_mri.growth.ipynb #57024649
 def forecast_no_growth(times, log_volume, t_new):
@@ -114,15 +114,8 @@ def growth_class(delta_log_volume, # change of log volume over the window
     return np.where(rate > threshold, "growing", np.where(rate < -threshold, "shrinking", "stable"))
 
 # %% ../../nbs/25_mri.growth.ipynb #b08f2a58
-GROWTH_MIX = {"growing": 0.6, "stable": 0.3, "shrinking": 0.1}
-
-def _class_params(rng, growth_class):
-    "(V0, K, alpha) of a lesion of `growth_class`, as the synthetic MRI cohort draws them."
-    if growth_class == "growing":
-        K = rng.uniform(15, 50); return K * rng.uniform(0.15, 0.5), K, rng.uniform(0.15, 0.5)
-    if growth_class == "stable":
-        V0 = rng.uniform(5, 40); return V0, V0, rng.uniform(0.15, 0.5)
-    V0 = rng.uniform(15, 45); return V0, V0 * rng.uniform(0.35, 0.7), rng.uniform(0.3, 0.8)
+from .synth import GROWTH_MIX, _growth_params  # the image cohort's class mix and per-class Gompertz draws
+_all_ = ["GROWTH_MIX"]
 
 def simulate_growth_cohort(n_subjects:int=60, # subjects
                            latent_dim:int=3, # D; dim 0 reads the log volume
@@ -145,7 +138,7 @@ def simulate_growth_cohort(n_subjects:int=60, # subjects
         cls = names[rng.choice(len(names), p=probs)]
         n = int(rng.integers(n_visits[0], n_visits[1] + 1))
         t = np.r_[0., np.cumsum(np.clip(rng.gamma(2.0, 0.35, n - 1), 1 / 6, 2.5))]
-        V0, K, alpha = _class_params(rng, cls)
+        g = _growth_params(rng, cls); V0, K, alpha = g["V0"], g["K"], g["alpha"]
         y = gompertz_log_volume(t, math.log(V0), math.log(K), alpha)
         e = measurement_cv * rng.normal(size=n)
         missed = rng.random(n) < miss_rate

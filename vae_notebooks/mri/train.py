@@ -18,7 +18,7 @@ from fastai.callback.core import Callback
 from ..core import set_seed, default_device, resolve_config, resolve_precision, atomic_write_json, atomic_write_text, atomic_path
 from ..losses import VAELoss
 from ..schedules import cyclical_beta, capacity_ramp
-from ..metrics import ssim3d, psnr, baseline_reconstructions
+from ..metrics import baseline_reconstructions, gaussian_window_1d, latent_activity
 from ..diagnostics import diagnostics_table, collapse_verdict
 from ..learner import (vae_dataloaders, vae_learner, save_model, start_run, finish_run, distributed, main_process_first,
                                    rank_device, world_size)
@@ -128,9 +128,7 @@ def mri_recipe(cfg:dict) -> dict:
 # %% ../../nbs/24_mri.train.ipynb #3a6df5e2
 def _blur(v:torch.Tensor, win_size:int=11, sigma:float=1.5) -> torch.Tensor:
     "Separable Gaussian filter of `v` [N, 1, D, H, W], same size (zero padding)."
-    t = torch.arange(win_size, dtype=torch.float32, device=v.device) - (win_size - 1) / 2
-    g = torch.exp(-t**2 / (2 * sigma**2)); g = g / g.sum()
-    p = win_size // 2
+    g, p = gaussian_window_1d(win_size, sigma, device=v.device), win_size // 2   # the taps of `metrics.ssim3d`
     v = F.conv3d(v, g.view(1, 1, -1, 1, 1), padding=(p, 0, 0))
     v = F.conv3d(v, g.view(1, 1, 1, -1, 1), padding=(0, p, 0))
     return F.conv3d(v, g.view(1, 1, 1, 1, -1), padding=(0, 0, p))
@@ -204,7 +202,7 @@ def posterior_diagnostics(out:dict, # from `vae_outputs`
                           au_threshold:float=0.01) -> dict:
     "The metrics row of `collapse_verdict` (au_count, mu_var_mean, valid_kl_raw, z0_ratio, recon_gap, ...), MSEs inside the mask."
     mu, logvar = out["mu"].double(), out["logvar"].double()
-    mu_var = mu.var(0) if len(mu) > 1 else torch.zeros(mu.shape[1], dtype=torch.float64)
+    mu_var = latent_activity(mu) if len(mu) > 1 else torch.zeros(mu.shape[1], dtype=torch.float64)  # population variance, as the engine's
     kl = 0.5 * (mu**2 + logvar.exp() - 1 - logvar)
     mse = {k: float(masked_scores(out[k], xs, mask)["mse"].mean()) for k in ("recon", "recon_z0", "recon_sample")}
     au = int((mu_var > au_threshold).sum())
@@ -225,8 +223,8 @@ class EpochImageMetrics(Callback):
         if not hasattr(self.learn, "epoch") or getattr(self.learn, "validation_only", False): return
         model = self.learn.model
         model = getattr(model, "module", model); model = getattr(model, "_orig_mod", model)
-        out = vae_outputs(model, self.xs, bs=len(self.xs), autocast_dtype=self.autocast_dtype)
-        s = masked_scores(out["recon"], self.xs, self.masks)
+        recon = reconstruct(model, self.xs, bs=len(self.xs), autocast_dtype=self.autocast_dtype)  # z = mu only: one decode
+        s = masked_scores(recon, self.xs.to(recon.device), self.masks.to(recon.device))
         loss = vae_loss_of(self.learn)
         cap = getattr(loss, "capacity", None)
         row = dict(epoch=int(self.learn.epoch), valid_masked_mse=float(s["mse"].mean()),
